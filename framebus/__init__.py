@@ -1,0 +1,24 @@
+"""framebus: decoded video frames in shared memory, descriptors over ZeroMQ.
+
+The public API::
+
+    Publisher(name, shape, dtype, fmt, slots)   # produce a stream
+    Subscriber(name)                            # consume one: recv(), iterate
+    Frame                                       # what a subscriber receives
+    streams()                                   # what the broker knows
+"""
+
+from .discovery import BrokerClient, StreamInfo, streams
+from .errors import (BrokerUnavailable, FrameOverwritten, FramebusError, InvalidName,
+                     ProtocolError, RingError, ShmFull, StreamInUse, StreamNotFound, Timeout)
+from .frame import Frame
+from .publisher import Publisher
+from .subscriber import Subscriber
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten", "FramebusError",
+    "InvalidName", "ProtocolError", "Publisher", "RingError", "ShmFull", "StreamInUse",
+    "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "streams",
+]

@@ -1,0 +1,290 @@
+"""The broker: discovery and liveness of streams.
+
+Producers register their stream and heartbeat; clients look streams up and
+list them. The broker holds no frames and is no hop on the frame path: when
+it is down, frames keep flowing to subscribers already connected, and
+everyone re-registers and re-resolves when it returns.
+
+A producer silent for ``dead_after`` seconds is marked dead, and if it ran
+on this host and its process is gone, its ring segment is reclaimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import msgpack
+import zmq
+
+from . import config
+from .discovery import MAX_MESSAGE, StreamInfo
+from .errors import FramebusError, InvalidName
+from .names import validate_stream_name
+from .shm import reclaim
+from .shm.layout import MAX_NDIM
+from .shm.segment import pid_alive
+
+log = logging.getLogger(__name__)
+
+_SEGMENT = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+#: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
+FORGET_AFTER = 300.0
+
+
+class Refused(FramebusError):
+    """A request the broker answers with an error; ``code`` tells programs which."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BadRequest(Refused):
+    """A request that does not follow the protocol."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_request", message)
+
+
+@dataclass
+class _Entry:
+    info: StreamInfo
+    last_seen: float  # monotonic time of the last register or heartbeat
+    frame_age_at_last_seen: float | None = None
+
+    def snapshot(self, now: float) -> dict:
+        wire = self.info.to_wire()
+        if self.frame_age_at_last_seen is not None:
+            wire["age"] = self.frame_age_at_last_seen + (now - self.last_seen)
+        return wire
+
+
+class Broker:
+    """The discovery service. ``run()`` serves until ``stop`` is set."""
+
+    def __init__(self, bind: str | None = None, *, context: zmq.Context | None = None,
+                 dead_after: float = config.DEAD_AFTER, forget_after: float = FORGET_AFTER) -> None:
+        self.address = config.broker_address(bind)
+        self.host = config.host_id()
+        self.dead_after = dead_after
+        self.forget_after = forget_after
+        self._entries: dict[str, _Entry] = {}
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.linger = 0
+        # An oversized message drops its sender's connection instead of our memory.
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        try:
+            self._socket.bind(self.address)
+        except zmq.ZMQError as exc:
+            self._socket.close()
+            raise FramebusError(f"broker cannot bind {self.address}: {exc}") from None
+        if not _is_local(self.address):
+            log.warning("broker bound to %s, beyond loopback, without authentication", self.address)
+        self.requests = 0
+        self.rejected = 0
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        log.info("broker serving on %s (host %s)", self.address, self.host)
+        stop = stop or threading.Event()
+        next_sweep = 0.0
+        while not stop.is_set():
+            if self._socket.poll(100, zmq.POLLIN):
+                self._serve_one(self._socket.recv_multipart())
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + 0.1
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    # -- requests ------------------------------------------------------------
+
+    def _serve_one(self, frames: list[bytes]) -> None:
+        self.requests += 1
+        # DEALER clients send [empty, payload]; ROUTER prepends their identity.
+        if len(frames) != 3 or frames[1] != b"":
+            self.rejected += 1
+            log.warning("dropped a request with a malformed envelope (%d frames)", len(frames))
+            if len(frames) >= 2:
+                self._reply(frames[0], {"ok": False, "code": "bad_request",
+                                        "error": "malformed envelope: send [empty, msgpack]"})
+            return
+        identity, payload = frames[0], frames[2]
+        rid = None
+        try:
+            request = _decode(payload)
+            rid = request.get("id")
+            handler = self._handlers.get(request.get("op"))
+            if handler is None:
+                raise BadRequest(f"unknown op {request.get('op')!r}")
+            reply = handler(self, request)
+        except InvalidName as exc:
+            reply = {"ok": False, "code": "bad_request", "error": str(exc)}
+        except Refused as exc:
+            reply = {"ok": False, "code": exc.code, "error": str(exc)}
+        if not reply.get("ok"):
+            self.rejected += 1
+            log.info("refused request: %s", reply["error"])
+        reply["id"] = rid if _is_int(rid) else None
+        self._reply(identity, reply)
+
+    def _reply(self, identity: bytes, reply: dict) -> None:
+        try:
+            self._socket.send_multipart([identity, b"", msgpack.packb(reply)], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("dropped a reply to a client that is not reading")
+
+    def _register(self, req: dict) -> dict:
+        info = _stream_info(req)
+        entry = self._entries.get(info.name)
+        if entry and entry.info.alive and entry.info.token != info.token and self._still_running(entry):
+            raise Refused("in_use", f"stream {info.name!r} is already published by pid "
+                                    f"{entry.info.pid} on host {entry.info.host}")
+        if entry and entry.info.token != info.token:
+            self._reclaim(entry)
+        self._entries[info.name] = _Entry(info, time.monotonic())
+        log.info("registered %s: %s %s from pid %d on %s", info.name, info.shape, info.fmt,
+                 info.pid, info.host)
+        return {"ok": True}
+
+    def _heartbeat(self, req: dict) -> dict:
+        name = validate_stream_name(req.get("name"))
+        entry = self._entries.get(name)
+        if entry is None or entry.info.token != req.get("token"):
+            raise Refused("unknown", f"stream {name!r} is not registered with this token")
+        frames, fps, age = req.get("frames", 0), req.get("fps", 0.0), req.get("age")
+        if not _is_int(frames) or not isinstance(fps, (int, float)) or not (
+                age is None or isinstance(age, (int, float))):
+            raise BadRequest("heartbeat figures must be numbers")
+        if not entry.info.alive:
+            log.info("stream %s is alive again", name)
+        entry.info.alive = True
+        entry.info.frames, entry.info.fps = frames, float(fps)
+        entry.last_seen = time.monotonic()
+        entry.frame_age_at_last_seen = None if age is None else float(age)
+        return {"ok": True}
+
+    def _unregister(self, req: dict) -> dict:
+        name = validate_stream_name(req.get("name"))
+        entry = self._entries.get(name)
+        if entry is not None and entry.info.token == req.get("token"):
+            del self._entries[name]
+            log.info("unregistered %s", name)
+        return {"ok": True}
+
+    def _lookup(self, req: dict) -> dict:
+        name = validate_stream_name(req.get("name"))
+        entry = self._entries.get(name)
+        if entry is None:
+            raise Refused("not_found", f"no stream named {name!r}")
+        return {"ok": True, "stream": entry.snapshot(time.monotonic())}
+
+    def _list(self, req: dict) -> dict:
+        now = time.monotonic()
+        return {"ok": True, "streams": [e.snapshot(now) for _, e in sorted(self._entries.items())]}
+
+    def _ping(self, req: dict) -> dict:
+        return {"ok": True, "host": self.host}
+
+    _handlers = {"register": _register, "heartbeat": _heartbeat, "unregister": _unregister,
+                 "lookup": _lookup, "list": _list, "ping": _ping}
+
+    # -- liveness --------------------------------------------------------------
+
+    def _sweep(self, now: float) -> None:
+        for name, entry in list(self._entries.items()):
+            silent = now - entry.last_seen
+            if entry.info.alive and silent > self.dead_after:
+                entry.info.alive = False
+                entry.info.fps = 0.0
+                log.warning("stream %s: producer pid %d silent for %.1f s, marked dead",
+                            name, entry.info.pid, silent)
+                self._reclaim(entry)
+            elif not entry.info.alive and silent > self.forget_after:
+                del self._entries[name]
+
+    def _still_running(self, entry: _Entry) -> bool:
+        """Whether the registered producer may still be running.
+
+        On this host we can ask the kernel, so a producer restarted right
+        after a crash need not wait out the heartbeat timeout.
+        """
+        if entry.info.host == self.host:
+            return pid_alive(entry.info.pid)
+        return time.monotonic() - entry.last_seen <= self.dead_after
+
+    def _reclaim(self, entry: _Entry) -> None:
+        info = entry.info
+        if info.host == self.host and not pid_alive(info.pid):
+            reclaim(info.segment, info.token)
+
+
+def _decode(payload: bytes) -> dict:
+    try:
+        request = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_str_len=4096,
+                                  max_bin_len=4096, max_array_len=64, max_map_len=64)
+    except Exception as exc:
+        raise BadRequest(f"request is not valid msgpack: {type(exc).__name__}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("request must be a msgpack map")
+    return request
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def _str_field(req: dict, key: str, limit: int = 255) -> str:
+    value = req.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+        raise BadRequest(f"field {key!r} must be a printable string of 1 to {limit} characters")
+    return value
+
+
+def _int_field(req: dict, key: str, lo: int, hi: int) -> int:
+    value = req.get(key)
+    if not _is_int(value) or not lo <= value <= hi:
+        raise BadRequest(f"field {key!r} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def _stream_info(req: dict) -> StreamInfo:
+    token = req.get("token")
+    if not isinstance(token, bytes) or len(token) != 16:
+        raise BadRequest("field 'token' must be 16 bytes")
+    shape = req.get("shape")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM
+            or not all(_is_int(n) and 0 < n < 2**31 for n in shape)):
+        raise BadRequest(f"field 'shape' must be a list of 1 to {MAX_NDIM} positive integers")
+    endpoint = _str_field(req, "endpoint")
+    if not endpoint.startswith(("ipc://", "tcp://")):
+        raise BadRequest("field 'endpoint' must be an ipc:// or tcp:// address")
+    name = validate_stream_name(req.get("name"))
+    segment = _str_field(req, "segment")
+    if not _SEGMENT.fullmatch(segment) or not segment.endswith("." + name):
+        raise BadRequest(f"field 'segment' must be a ring name ending in '.{name}'")
+    return StreamInfo(
+        name=name,
+        host=_str_field(req, "host"),
+        pid=_int_field(req, "pid", 1, 2**31),
+        segment=segment,
+        endpoint=endpoint,
+        token=token,
+        generation=_int_field(req, "generation", 0, 2**63 - 1),
+        shape=tuple(shape),
+        dtype=_str_field(req, "dtype", 15),
+        fmt=_str_field(req, "fmt", 15),
+        slots=_int_field(req, "slots", 1, 1024),
+    )
+
+
+def _is_local(address: str) -> bool:
+    return address.startswith(("ipc://", "inproc://")) or any(
+        host in address for host in ("//127.", "//localhost:", "//[::1]"))

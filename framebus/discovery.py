@@ -1,0 +1,166 @@
+"""Talking to the broker: the request/reply protocol, StreamInfo and BrokerClient.
+
+Requests and replies are msgpack maps on a DEALER/ROUTER pair. A request
+carries ``op`` and an ``id`` that the reply echoes; a reply carries ``ok``
+and, when it is false, ``error`` (for people) and ``code`` (for programs).
+Documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import msgpack
+import zmq
+
+from . import config
+from .errors import BrokerUnavailable, FramebusError, ProtocolError, StreamInUse, StreamNotFound
+from .names import validate_stream_name
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024
+_ERRORS = {
+    "not_found": StreamNotFound,  # lookup of a name the broker does not know
+    "unknown": StreamNotFound,  # heartbeat from a producer the broker has forgotten
+    "in_use": StreamInUse,
+    "bad_request": ProtocolError,
+}
+
+
+@dataclass
+class StreamInfo:
+    """What the broker knows about a stream."""
+
+    name: str
+    host: str
+    pid: int
+    segment: str
+    endpoint: str
+    token: bytes
+    generation: int
+    shape: tuple[int, ...]
+    dtype: str
+    fmt: str
+    slots: int
+    alive: bool = True
+    #: Producer figures from its last heartbeat.
+    frames: int = 0
+    fps: float = 0.0
+    #: Seconds since the producer's last frame, or None before the first.
+    age: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_wire(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_wire(cls, d: object) -> StreamInfo:
+        if not isinstance(d, dict):
+            raise ProtocolError("stream info is not a map")
+        try:
+            info = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        except TypeError as exc:
+            raise ProtocolError(f"incomplete stream info: {exc}") from None
+        info.shape = tuple(info.shape)
+        return info
+
+
+class BrokerClient:
+    """A connection to the broker. Not thread-safe: one per thread."""
+
+    def __init__(self, address: str | None = None, *, context: zmq.Context | None = None,
+                 timeout: float = 1.0) -> None:
+        self.address = config.broker_address(address)
+        self.timeout = timeout
+        self._context = context or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._socket: zmq.Socket | None = None
+
+    def _connect(self) -> zmq.Socket:
+        if self._socket is None:
+            s = self._context.socket(zmq.DEALER)
+            s.linger = 0
+            # Queue nothing while the broker is away: fail fast instead.
+            s.immediate = True
+            s.connect(self.address)
+            self._socket = s
+        return self._socket
+
+    def _reset(self) -> None:
+        # A fresh socket drops replies to requests we have given up on.
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def request(self, op: str, timeout: float | None = None, **fields) -> dict:
+        """Send one request and return the reply's fields.
+
+        Raises BrokerUnavailable when no reply comes in time, and the matching
+        FramebusError when the broker answers with an error.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        s = self._connect()
+        rid = next(self._ids)
+        payload = msgpack.packb({"op": op, "id": rid, **fields})
+        if s.poll(int(timeout * 1000), zmq.POLLOUT) == 0:
+            self._reset()
+            raise BrokerUnavailable(f"broker at {self.address} is not reachable")
+        s.send_multipart([b"", payload])
+        deadline = time.monotonic() + timeout
+        while s.poll(max(0, int((deadline - time.monotonic()) * 1000)), zmq.POLLIN):
+            reply = _parse_reply(s.recv_multipart())
+            if reply is not None and reply.get("id") == rid:
+                return _check(reply)
+        self._reset()
+        raise BrokerUnavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
+
+    def lookup(self, name: str, timeout: float | None = None) -> StreamInfo:
+        validate_stream_name(name)
+        return StreamInfo.from_wire(self.request("lookup", timeout, name=name)["stream"])
+
+    def streams(self, timeout: float | None = None) -> list[StreamInfo]:
+        reply = self.request("list", timeout)
+        items = reply.get("streams")
+        if not isinstance(items, list):
+            raise ProtocolError("broker list reply has no stream list")
+        return [StreamInfo.from_wire(d) for d in items]
+
+    def close(self) -> None:
+        self._reset()
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def streams(broker: str | None = None, timeout: float = 1.0) -> list[StreamInfo]:
+    """Every stream the broker knows, live or recently dead."""
+    with BrokerClient(broker, timeout=timeout) as client:
+        return client.streams()
+
+
+def _parse_reply(frames: list[bytes]) -> dict | None:
+    if len(frames) != 2 or frames[0] != b"" or len(frames[1]) > MAX_MESSAGE * 16:
+        log.warning("ignoring a malformed broker reply")
+        return None
+    try:
+        reply = msgpack.unpackb(frames[1], raw=False)
+    except Exception:
+        log.warning("ignoring a broker reply that is not msgpack")
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+def _check(reply: dict) -> dict:
+    if reply.get("ok") is True:
+        return reply
+    message = str(reply.get("error") or "broker refused the request")
+    raise _ERRORS.get(reply.get("code"), FramebusError)(message)

@@ -1,0 +1,48 @@
+"""Exceptions raised by framebus.
+
+Every error a caller can act on has its own class; all of them derive from
+:class:`FramebusError`, and each also derives from the builtin it refines so
+that ``except TimeoutError`` or ``except ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class FramebusError(Exception):
+    """Base class of every framebus error."""
+
+
+class Timeout(FramebusError, TimeoutError):
+    """No frame (or broker reply) arrived within the given time."""
+
+
+class FrameOverwritten(FramebusError):
+    """The writer reused the frame's slot before the reader was done with it."""
+
+
+class InvalidName(FramebusError, ValueError):
+    """A stream name that framebus refuses (bad characters, empty or too long)."""
+
+
+class StreamInUse(FramebusError):
+    """Another live producer already publishes a stream of this name."""
+
+
+class StreamNotFound(FramebusError, LookupError):
+    """The broker knows no stream of this name."""
+
+
+class BrokerUnavailable(FramebusError, ConnectionError):
+    """The broker did not answer in time."""
+
+
+class ProtocolError(FramebusError, ValueError):
+    """A message that does not follow the framebus wire protocol."""
+
+
+class RingError(FramebusError):
+    """A shared-memory segment that is missing, foreign or of an unknown layout."""
+
+
+class ShmFull(FramebusError, OSError):
+    """The shared-memory filesystem has no room for a new ring."""

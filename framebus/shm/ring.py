@@ -1,0 +1,222 @@
+"""A ring of frame slots in one shared-memory segment.
+
+One writer, any number of readers, and no locks: each slot carries a stamp
+that works as a sequence lock. The writer sets it odd before touching the
+pixels and even (encoding the frame's sequence number) after; a reader that
+sees the same even stamp before and after reading knows the frame is whole.
+The writer never waits for readers: a slow reader finds the stamp changed.
+
+Ordering relies on the x86-64 memory model (stores are not reordered with
+stores, loads not with loads); each stamp access is one aligned 8-byte store
+or load through numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import secrets
+import time
+
+import numpy as np
+import posix_ipc
+
+from ..errors import FrameOverwritten, RingError, StreamInUse
+from . import segment
+from .layout import (HEAD_OFFSET, PTS, SEQ, SLOT_META_FIELDS, SLOT_TABLE_OFFSET, STAMP,
+                     TIMESTAMP, Geometry, Header)
+
+log = logging.getLogger(__name__)
+
+
+def stamp_writing(seq: int) -> int:
+    return 2 * seq + 1
+
+
+def stamp_complete(seq: int) -> int:
+    return 2 * seq + 2
+
+
+class Ring:
+    """What writers and readers share: the mapping, the header and the slot table."""
+
+    def __init__(self, name: str, mm: mmap.mmap, header: Header) -> None:
+        self.name = name
+        self.header = header
+        self._mm = mm
+        self._head = np.ndarray((1,), np.int64, mm, HEAD_OFFSET)
+        self._meta = np.ndarray((header.slot_count, SLOT_META_FIELDS), np.int64, mm,
+                                SLOT_TABLE_OFFSET)
+        self._slots = [
+            np.ndarray(header.geometry.shape, header.geometry.dtype, mm,
+                       header.data_offset + i * header.slot_stride)
+            for i in range(header.slot_count)
+        ]
+
+    @property
+    def token(self) -> bytes:
+        return self.header.token
+
+    @property
+    def generation(self) -> int:
+        return self.header.generation
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.header.geometry
+
+    @property
+    def slot_count(self) -> int:
+        return self.header.slot_count
+
+    @property
+    def head(self) -> int:
+        """Sequence number of the newest complete frame, or -1 if none yet."""
+        return int(self._head[0]) - 1
+
+    def slot_of(self, seq: int) -> int:
+        return seq % self.header.slot_count
+
+    def holds(self, slot: int, seq: int) -> bool:
+        """Whether *slot* holds frame *seq*, complete and not yet reused."""
+        return int(self._meta[slot, STAMP]) == stamp_complete(seq)
+
+    def slot_info(self, slot: int) -> tuple[int, int, int]:
+        """(seq, pts, timestamp_ns) as the writer recorded them for *slot*."""
+        row = self._meta[slot]
+        return int(row[SEQ]), int(row[PTS]), int(row[TIMESTAMP])
+
+    def view(self, slot: int) -> np.ndarray:
+        """The pixels of *slot*, in place (read-only for readers)."""
+        return self._slots[slot]
+
+    def close(self) -> None:
+        """Drop this process's mapping, unless numpy views still use it.
+
+        Views handed to callers keep the memory alive; the mapping then goes
+        when the last of them is garbage collected.
+        """
+        self._slots = []
+        self._head = self._meta = None
+        try:
+            self._mm.close()
+        except BufferError:
+            pass
+
+
+class RingWriter(Ring):
+    """The producer's side: creates the segment and owns it until close()."""
+
+    @classmethod
+    def create(cls, name: str, geometry: Geometry, slots: int = 8,
+               generation: int = 0) -> RingWriter:
+        """Create ring *name*, reclaiming a stale segment left by a dead writer.
+
+        Raises StreamInUse if a live process still writes a ring of that name,
+        ShmFull if shared memory has no room.
+        """
+        header = Header.for_new_ring(geometry, slots, generation, secrets.token_bytes(16),
+                                     os.getpid(), time.time_ns())
+        for attempt in range(2):
+            try:
+                mm = segment.create(name, header.segment_size)
+                break
+            except posix_ipc.ExistentialError:
+                if attempt:
+                    raise
+                _reclaim_stale(name)
+        mm[: len(header.pack())] = header.pack()
+        log.debug("created ring %s: %d x %s %s, %.1f MiB", name, slots, geometry.shape,
+                  geometry.fmt, header.segment_size / 2**20)
+        return cls(name, mm, header)
+
+    def begin(self, seq: int) -> np.ndarray:
+        """Mark the slot of frame *seq* as being written and return its pixels."""
+        slot = self.slot_of(seq)
+        self._meta[slot, STAMP] = stamp_writing(seq)
+        return self._slots[slot]
+
+    def commit(self, seq: int, pts: int, timestamp_ns: int) -> int:
+        """Mark frame *seq* complete; returns its slot."""
+        slot = self.slot_of(seq)
+        row = self._meta[slot]
+        row[SEQ] = seq
+        row[PTS] = pts
+        row[TIMESTAMP] = timestamp_ns
+        row[STAMP] = stamp_complete(seq)
+        self._head[0] = seq + 1
+        return slot
+
+    def close(self, unlink: bool = True) -> None:
+        if unlink:
+            segment.unlink(self.name)
+        super().close()
+
+
+class RingReader(Ring):
+    """A consumer's read-only mapping of a ring."""
+
+    @classmethod
+    def open(cls, name: str) -> RingReader:
+        mm = segment.open_readonly(name)
+        try:
+            header = Header.unpack(mm, len(mm))
+        except Exception:
+            mm.close()
+            raise
+        return cls(name, mm, header)
+
+    def copy(self, slot: int, seq: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Copy frame *seq* out of *slot*; FrameOverwritten unless it stayed whole."""
+        if not self.holds(slot, seq):
+            raise FrameOverwritten(f"frame {seq} was overwritten before it was copied")
+        if out is None:
+            out = self._slots[slot].copy()
+        else:
+            np.copyto(out, self._slots[slot])
+        if not self.holds(slot, seq):
+            raise FrameOverwritten(f"frame {seq} was overwritten while it was copied")
+        return out
+
+
+def read_header(name: str) -> Header | None:
+    """The header of segment *name*, or None if it is missing or not a ring."""
+    try:
+        mm = segment.open_readonly(name)
+    except RingError:
+        return None
+    try:
+        return Header.unpack(mm, len(mm))
+    except RingError:
+        return None
+    finally:
+        mm.close()
+
+
+def reclaim(name: str, token: bytes | None = None) -> bool:
+    """Unlink ring *name* if its writer is dead (and, if given, its token matches).
+
+    This is how a SIGKILLed producer's segment is cleaned up, by the broker or
+    by the next producer of the same name.
+    """
+    header = read_header(name)
+    if header is None and token is not None:
+        return False  # not the ring we were told about: leave it alone
+    if header is not None:
+        if token is not None and header.token != token:
+            return False
+        if segment.pid_alive(header.writer_pid) and header.writer_pid != os.getpid():
+            return False
+    removed = segment.unlink(name)
+    if removed:
+        log.info("reclaimed stale ring %s (writer pid %s is gone)", name,
+                 header.writer_pid if header else "unknown")
+    return removed
+
+
+def _reclaim_stale(name: str) -> None:
+    header = read_header(name)
+    if header is not None and header.writer_pid != os.getpid() and segment.pid_alive(header.writer_pid):
+        raise StreamInUse(f"ring {name} is in use by live process {header.writer_pid}")
+    reclaim(name)

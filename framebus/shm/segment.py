@@ -1,0 +1,94 @@
+"""POSIX shared-memory segments: create owner-only, map, reclaim, unlink.
+
+posix_ipc rather than :mod:`multiprocessing.shared_memory`, whose resource
+tracker unlinks segments behind the owner's back when some other process
+that merely opened them exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+
+import posix_ipc
+
+from ..errors import RingError, ShmFull
+
+log = logging.getLogger(__name__)
+
+SHM_DIR = "/dev/shm"
+
+
+def create(name: str, size: int) -> mmap.mmap:
+    """Create segment *name* of *size* bytes, mode 0600, and map it read-write.
+
+    The memory is reserved up front (``posix_fallocate``): on a full tmpfs
+    this fails now with :class:`ShmFull` instead of killing the writer with
+    SIGBUS at its first frame. Raises ``posix_ipc.ExistentialError`` if the
+    name exists.
+    """
+    shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=0)
+    try:
+        try:
+            os.posix_fallocate(shm.fd, 0, size)
+        except OSError as exc:
+            shm.unlink()
+            if exc.errno in (errno.ENOSPC, errno.EFBIG):
+                raise ShmFull(errno.ENOSPC, _full_message(name, size)) from None
+            raise
+        return mmap.mmap(shm.fd, size)
+    finally:
+        shm.close_fd()
+
+
+def open_readonly(name: str) -> mmap.mmap:
+    """Map existing segment *name* read-only. Raises RingError if it is missing."""
+    try:
+        shm = posix_ipc.SharedMemory(name, read_only=True)
+    except posix_ipc.ExistentialError:
+        raise RingError(f"no shared-memory segment {name}") from None
+    try:
+        if shm.size == 0:
+            raise RingError(f"segment {name} is empty")
+        return mmap.mmap(shm.fd, shm.size, prot=mmap.PROT_READ)
+    finally:
+        shm.close_fd()
+
+
+def unlink(name: str) -> bool:
+    """Remove segment *name*; False if it was already gone."""
+    try:
+        posix_ipc.unlink_shared_memory(name)
+    except posix_ipc.ExistentialError:
+        return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process *pid* exists on this host and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # The state follows the parenthesised command name, which may hold spaces.
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _full_message(name: str, size: int) -> str:
+    try:
+        st = os.statvfs(SHM_DIR)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        return f"no room in shared memory for {name}: it needs {size / 2**20:.1f} MiB"
+    return (f"no room in {SHM_DIR} for {name}: it needs {size / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB free; use fewer slots, a smaller frame, or grow {SHM_DIR}")
