@@ -1,0 +1,243 @@
+"""The ``framebus`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+
+from . import config
+from .discovery import BrokerClient, StreamInfo
+from .errors import BrokerUnavailable, FramebusError, Timeout
+from .meter import Meter
+
+log = logging.getLogger("framebus.cli")
+err_console = Console(stderr=True)
+
+
+def _size(ctx, param, value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(n) for n in value.lower().split("x"))
+        if w > 0 and h > 0:
+            return w, h
+    except ValueError:
+        pass
+    raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x720, got {value!r}")
+
+
+broker_option = click.option(
+    "--broker", envvar="FRAMEBUS_BROKER", default=config.DEFAULT_BROKER, show_default=True,
+    help="Broker endpoint (also $FRAMEBUS_BROKER).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="framebus")
+def main(verbose: int) -> None:
+    """framebus: live video frames in shared memory, for every process that wants them."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO,
+        format="%(name)s: %(message)s", datefmt="%H:%M:%S",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)])
+    if not verbose:
+        logging.getLogger("framebus").setLevel(logging.WARNING)
+        log.setLevel(logging.INFO)
+        logging.getLogger("framebus.broker").setLevel(logging.INFO)
+    # SIGTERM unwinds like Ctrl-C, so every `finally` runs and rings are unlinked.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+
+@main.command()
+@click.option("--bind", envvar="FRAMEBUS_BROKER", default=config.DEFAULT_BROKER,
+              show_default=True, help="Where to listen (also $FRAMEBUS_BROKER).")
+def broker(bind: str) -> None:
+    """Run the discovery and liveness service."""
+    from .broker import Broker
+
+    try:
+        service = Broker(bind)
+    except FramebusError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+@main.command("ls")
+@broker_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def ls_(broker: str, as_json: bool) -> None:
+    """List the streams the broker knows."""
+    try:
+        with BrokerClient(broker, timeout=2.0) as client:
+            infos = client.streams()
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
+    if as_json:
+        rows = [dict(i.to_wire(), token=i.token.hex()) for i in infos]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    Console().print(_streams_table(infos))
+
+
+def _streams_table(infos: list[StreamInfo]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("stream", "host", "geometry", "format", "fps", "producer", "last frame"):
+        table.add_column(col, justify="right" if col in ("fps", "last frame") else "left")
+    for i in infos:
+        geometry = "x".join(map(str, i.shape[1::-1])) + (f"x{i.shape[2]}" if len(i.shape) > 2 else "")
+        age = "-" if i.age is None else f"{i.age:.1f} s ago"
+        alive = f"[green]alive[/] pid {i.pid}" if i.alive else f"[red]dead[/] pid {i.pid}"
+        table.add_row(i.name, i.host, geometry, i.fmt, f"{i.fps:.1f}", alive, age)
+    if not infos:
+        table.caption = "no streams"
+    return table
+
+
+@main.command()
+@click.argument("name")
+@click.option("--size", default="640x480", show_default=True, callback=_size, help="WIDTHxHEIGHT.")
+@click.option("--fps", default=30.0, show_default=True, help="Frames per second; 0 for flat out.")
+@click.option("--slots", default=8, show_default=True, help="Frames the ring holds.")
+@click.option("--frames", type=int, default=None, help="Stop after this many frames.")
+@broker_option
+def testsrc(name: str, size: tuple[int, int], fps: float, slots: int, frames: int | None,
+            broker: str) -> None:
+    """Publish a moving test pattern (bgr24) as stream NAME."""
+    from . import testsrc as pattern
+    from .publisher import Publisher
+
+    w, h = size
+    try:
+        pub = Publisher(name, shape=(h, w, 3), fmt="bgr24", slots=slots, broker=broker)
+    except (FramebusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info("publishing test pattern %s: %dx%d at %s fps", name, w, h, fps or "max")
+    try:
+        pattern.run(pub, fps, frames)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pub.close()
+
+
+@main.command()
+@click.argument("name")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--mode", type=click.Choice(["latest", "all"]), default="latest", show_default=True)
+@broker_option
+def watch(name: str, duration: float | None, mode: str, broker: str) -> None:
+    """Subscribe to NAME and show live frame rate, latency and drops."""
+    try:
+        _watch(name, duration, mode, broker)
+    except KeyboardInterrupt:
+        pass
+
+
+def _watch(name: str, duration: float | None, mode: str, broker: str) -> None:
+    from .subscriber import Subscriber
+
+    meter = Meter()
+    end = None if duration is None else time.monotonic() + duration
+    with Subscriber(name, broker=broker, mode=mode) as sub, ExitStack() as stack:
+        live = None
+        if err_console.is_terminal:
+            live = stack.enter_context(Live(console=err_console, refresh_per_second=4))
+        next_line = time.monotonic() + 1.0
+        while end is None or time.monotonic() < end:
+            try:
+                frame = sub.recv(timeout=0.25)
+                meter.add(frame.age)
+            except Timeout:
+                pass
+            if live is not None:
+                live.update(_watch_table(sub, meter))
+            elif time.monotonic() >= next_line:
+                next_line += 1.0
+                log.info(_watch_line(sub, meter))
+        log.info("%s: %d frames received, %d dropped, %d rejected", name, sub.received,
+                 sub.dropped, sub.rejected)
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def _watch_table(sub, meter: Meter) -> Table:
+    table = Table(title=f"framebus watch {sub.name}", box=None, header_style="bold")
+    for col in ("received", "fps", "latency p50", "latency p99", "dropped", "shape"):
+        table.add_column(col, justify="right")
+    shape = "-" if sub.info is None else "x".join(map(str, sub.info.shape))
+    table.add_row(str(sub.received), f"{meter.fps:.1f}", _fmt_ms(meter.latency_ms(50)),
+                  _fmt_ms(meter.latency_ms(99)), str(sub.dropped), shape)
+    if not sub.connected:
+        table.caption = "waiting for the stream to appear..."
+    return table
+
+
+def _watch_line(sub, meter: Meter) -> str:
+    if not sub.received:
+        return f"{sub.name}: waiting for frames..."
+    return (f"{sub.name}: {sub.received} frames, {meter.fps:.1f} fps, latency p50 "
+            f"{_fmt_ms(meter.latency_ms(50))} p99 {_fmt_ms(meter.latency_ms(99))}, "
+            f"{sub.dropped} dropped")
+
+
+@main.command()
+@click.option("--name", default="demo", show_default=True, help="Stream name.")
+@click.option("--size", default="1280x720", show_default=True, callback=_size)
+@click.option("--fps", default=30.0, show_default=True)
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@broker_option
+def demo(name: str, size: tuple[int, int], fps: float, duration: float | None, broker: str) -> None:
+    """A broker, a test-pattern stream and a live consumer, all in one go."""
+    children: list[subprocess.Popen] = []
+    try:
+        if not _broker_running(broker):
+            children.append(_spawn("broker", "--bind", broker))
+        w, h = size
+        children.append(_spawn("testsrc", name, "--size", f"{w}x{h}", "--fps", str(fps),
+                               "--broker", broker))
+        log.info("demo: stream %r at %dx%d, %s fps; in another shell try `framebus ls` "
+                 "or `python examples/opencv_client.py`; Ctrl-C stops", name, w, h, fps)
+        _watch(name, duration, "latest", broker)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            _stop(child)
+
+
+def _broker_running(address: str) -> bool:
+    try:
+        with BrokerClient(address, timeout=0.5) as client:
+            client.request("ping")
+        return True
+    except BrokerUnavailable:
+        return False
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "framebus", *args])
+
+
+def _stop(child: subprocess.Popen) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
