@@ -90,7 +90,8 @@ def ls_(broker: str, as_json: bool) -> None:
         rows = [dict(i.to_wire(), token=i.token.hex()) for i in infos]
         click.echo(json.dumps(rows, indent=2))
         return
-    Console().print(_streams_table(infos))
+    # Piped output gets room for whole names: scripts grep it.
+    Console(width=None if sys.stdout.isatty() else 250).print(_streams_table(infos))
 
 
 def _streams_table(infos: list[StreamInfo]) -> Table:

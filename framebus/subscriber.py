@@ -63,7 +63,9 @@ class Subscriber:
         self.info: StreamInfo | None = None
         self._endpoint: str | None = None
         self._ring: RingReader | None = None
+        self._asked_about: bytes | None = None
         self._last_seq: int | None = None
+        self._skipped = 0  # missed since the last frame returned
         self._last_message = time.monotonic()
         self._next_resolve = 0.0
         #: Frames published but never returned by recv(): skipped for being
@@ -108,31 +110,37 @@ class Subscriber:
             desc = Descriptor.unpack(message[len(self._topic):])
             ring = self._ring_for(desc)
             if ring is None:
-                self.dropped += 1  # its ring is already gone
+                self._count_missed(1)  # its ring is already gone
                 return None
             _check_against_ring(desc, ring)
         except (ProtocolError, RingError) as exc:
             self.rejected += 1
             log.warning("%s: rejected a descriptor: %s", self.name, exc)
             return None
-        skipped = self._skipped_before(desc.seq)
+        self._count_gap_before(desc.seq)
         if not ring.holds(desc.slot, desc.seq):
-            self.dropped += skipped + 1  # lapped before we could take it
+            self._count_missed(1)  # lapped before we could take it
             return None
-        self.dropped += skipped
+        skipped, self._skipped = self._skipped, 0
         self.received += 1
         return Frame(ring, desc, skipped)
 
-    def _skipped_before(self, seq: int) -> int:
+    def _count_gap_before(self, seq: int) -> None:
         last, self._last_seq = self._last_seq, seq
-        if last is None or seq <= last:  # first frame, or a restarted producer
-            return 0
-        return seq - last - 1
+        if last is not None and seq > last + 1:  # else: in order, first, or a restarted producer
+            self._count_missed(seq - last - 1)
+
+    def _count_missed(self, n: int) -> None:
+        self.dropped += n
+        self._skipped += n
 
     def _ring_for(self, desc: Descriptor) -> RingReader | None:
         """The mapped ring that *desc* points into, mapping it if it is new."""
         if self._ring is not None and self._ring.token == desc.token:
             return self._ring
+        if (self.info is None or self.info.token != desc.token) and self._asked_about != desc.token:
+            self._asked_about = desc.token  # once per ring, however the broker answers
+            self._resolve()  # a new producer or generation: refresh what we know of it
         segment = self.info.segment if self.info else config.segment_name(self.name)
         try:
             ring = RingReader.open(segment)
@@ -144,7 +152,7 @@ class Subscriber:
         if self._ring is not None:
             log.info("%s: new ring (generation %d, %s)", self.name, ring.generation,
                      ring.geometry.shape)
-            self._ring.close()
+        # The old ring is not closed: frames still held keep it mapped until they go.
         self._ring = ring
         return ring
 
@@ -180,8 +188,7 @@ class Subscriber:
         self._broker.close()
         self._socket.close(linger=0)
         self._context.term()
-        if self._ring is not None:
-            self._ring.close()
+        self._ring = None  # unmapped once the frames the caller still holds are gone
 
     def __enter__(self) -> Subscriber:
         return self

@@ -1,0 +1,51 @@
+"""Descriptors: round trip, and every kind of malformed input refused."""
+
+import random
+from fractions import Fraction
+
+import msgpack
+import pytest
+
+from framebus import ProtocolError
+from framebus.descriptor import Descriptor
+
+GOOD = Descriptor("cam1", 2, b"t" * 16, 41, 1, 1234, Fraction(1, 90000), 1_700_000_000_000_000_000,
+                  (1080, 1920, 3), "|u1", "bgr24")
+
+
+def test_round_trip():
+    assert Descriptor.unpack(GOOD.pack()) == GOOD
+    assert len(GOOD.pack()) < 200
+
+
+def _with(**changes) -> bytes:
+    m = msgpack.unpackb(GOOD.pack())
+    m.update(changes)
+    return msgpack.packb(m)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xc1", b"garbage", msgpack.packb([1, 2, 3]), msgpack.packb("cam1"),
+    _with(v=2), _with(stream="../x"), _with(stream=None), _with(token=b"short"),
+    _with(seq=-1), _with(seq="1"), _with(seq=1.5), _with(slot=5000), _with(shape=[]),
+    _with(shape=[0, 4]), _with(shape=[1, 2, 3, 4, 5]), _with(shape="1080x1920"),
+    _with(pts="x"), _with(time_base=[1, 0]), _with(time_base=[1]), _with(dtype=""),
+    _with(fmt="x" * 40), _with(generation=-3), _with(timestamp_ns=None),
+    b"\x00" * 2000,
+])
+def test_malformed_descriptors_are_refused(data):
+    with pytest.raises(ProtocolError):
+        Descriptor.unpack(data)
+
+
+def test_random_bytes_never_escape_as_other_errors():
+    rng = random.Random(7)
+    good = GOOD.pack()
+    for _ in range(3000):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            Descriptor.unpack(bytes(data[: rng.randint(0, len(data))]))
+        except ProtocolError:
+            pass

@@ -1,0 +1,55 @@
+"""A reader racing a writer that laps the ring: never a torn frame, always detected."""
+
+import time
+
+import numpy as np
+import pytest
+
+import framebus
+from framebus.testsrc import TestPattern
+
+from conftest import wait_until
+
+
+def test_copy_never_returns_a_torn_frame(procs, broker, stream_name):
+    """Thousands of frames from a flat-out writer into a 2-slot ring, checked by content.
+
+    Plain reads of the same slots do tear (that is what makes the race real);
+    copy() must return only whole frames, raising FrameOverwritten otherwise.
+    """
+    shape = (96, 128, 3)
+    producer = procs.framebus("testsrc", stream_name, "--size", "128x96", "--fps", "0",
+                              "--slots", "2")
+    pattern = TestPattern(shape)
+    copied = overwritten = torn_plain_reads = 0
+    with framebus.Subscriber(stream_name, mode="all") as sub:
+        deadline = time.monotonic() + 60
+        while copied < 3000 and time.monotonic() < deadline:
+            frame = sub.recv(timeout=10)
+            plain = np.array(frame.array)  # no seqlock: may be torn or newer
+            if not pattern.matches(plain, frame.seq):
+                torn_plain_reads += 1
+            try:
+                pixels = frame.copy()
+            except framebus.FrameOverwritten:
+                overwritten += 1
+                continue
+            assert pattern.matches(pixels, frame.seq), f"copy() returned a wrong frame {frame.seq}"
+            copied += 1
+    assert producer.poll() is None, producer.stderr.read()
+    assert copied >= 3000
+    assert overwritten + torn_plain_reads > 0, "the writer never raced the reader: no test"
+
+
+def test_a_held_frame_turns_invalid_when_the_writer_laps_the_ring(procs, broker, stream_name):
+    procs.framebus("testsrc", stream_name, "--size", "64x48", "--fps", "200", "--slots", "4")
+    with framebus.Subscriber(stream_name) as sub:
+        held = sub.recv(timeout=10)
+        assert held.valid()
+        first = held.copy()
+        assert TestPattern(held.shape).matches(first, held.seq)
+        wait_until(lambda: sub.recv(timeout=5).seq >= held.seq + 4, 10, what="the ring to wrap")
+        assert not held.valid()
+        with pytest.raises(framebus.FrameOverwritten):
+            held.copy()
+        assert not held.array.flags.writeable
