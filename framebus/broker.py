@@ -156,8 +156,9 @@ class Broker:
 
     def _heartbeat(self, req: dict) -> dict:
         name = validate_stream_name(req.get("name"))
+        token = _token_field(req)
         entry = self._entries.get(name)
-        if entry is None or entry.info.token != req.get("token"):
+        if entry is None or entry.info.token != token:
             raise Refused("unknown", f"stream {name!r} is not registered with this token")
         frames, fps, age = req.get("frames", 0), req.get("fps", 0.0), req.get("age")
         if not _is_int(frames) or not isinstance(fps, (int, float)) or not (
@@ -255,10 +256,15 @@ def _int_field(req: dict, key: str, lo: int, hi: int) -> int:
     return value
 
 
-def _stream_info(req: dict) -> StreamInfo:
+def _token_field(req: dict) -> bytes:
     token = req.get("token")
     if not isinstance(token, bytes) or len(token) != 16:
         raise BadRequest("field 'token' must be 16 bytes")
+    return token
+
+
+def _stream_info(req: dict) -> StreamInfo:
+    token = _token_field(req)
     shape = req.get("shape")
     if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM
             or not all(_is_int(n) and 0 < n < 2**31 for n in shape)):

@@ -45,10 +45,14 @@ broker_option = click.option(
 @click.version_option(package_name="framebus")
 def main(verbose: int) -> None:
     """framebus: live video frames in shared memory, for every process that wants them."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO,
-        format="%(name)s: %(message)s", datefmt="%H:%M:%S",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)])
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="%H:%M:%S"))
+    else:  # logs for files and pipes: one line a record, never wrapped
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, handlers=[handler])
     if not verbose:
         logging.getLogger("framebus").setLevel(logging.WARNING)
         log.setLevel(logging.INFO)
