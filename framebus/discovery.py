@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import msgpack
 import zmq
@@ -52,7 +52,6 @@ class StreamInfo:
     fps: float = 0.0
     #: Seconds since the producer's last frame, or None before the first.
     age: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_wire(self) -> dict:
         d = asdict(self)

@@ -89,7 +89,8 @@ class Subscriber:
         while True:
             now = time.monotonic()
             if now >= self._next_resolve and now - self._last_message > RESOLVE_WHEN_SILENT:
-                self._resolve()
+                self._resolve(None if deadline is None else max(0.05, deadline - now))
+                now = time.monotonic()
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
             if wait > 0 and self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
                 frame = self._accept(self._socket.recv())
@@ -158,11 +159,11 @@ class Subscriber:
 
     # -- discovery -------------------------------------------------------------
 
-    def _resolve(self) -> None:
+    def _resolve(self, timeout: float | None = None) -> None:
         """Ask the broker where the stream is; (re)connect if that changed."""
         self._next_resolve = time.monotonic() + 0.5
         try:
-            info = self._broker.lookup(self.name)
+            info = self._broker.lookup(self.name, timeout=min(timeout or 0.5, 0.5))
         except (StreamNotFound, BrokerUnavailable) as exc:
             log.debug("%s: not resolved yet: %s", self.name, exc)
             return
