@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import pixfmt
 from .descriptor import Descriptor
 from .shm import RingReader
 
@@ -69,6 +70,15 @@ class Frame:
     def copy(self, out: np.ndarray | None = None) -> np.ndarray:
         """A private copy of the pixels; raises FrameOverwritten if the slot was reused."""
         return self._ring.copy(self.slot, self.seq, out)
+
+    def to_bgr(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The picture as a (h, w, 3) BGR array, whatever the stream's pixel format.
+
+        A bgr24 frame comes back as its read-only view (no copy) unless *out* is
+        given; other formats are converted into a new array or *out*. Like
+        ``array``, check ``valid()`` afterwards if the frame may have been lapped.
+        """
+        return pixfmt.to_bgr(self.array, self.fmt, out)
 
     def __repr__(self) -> str:
         return (f"<Frame {self.stream} seq={self.seq} {self.shape} {self.fmt}"

@@ -1,0 +1,1 @@
+"""Decoder workers: PyAV decodes a source straight into a stream's ring."""

@@ -1,0 +1,62 @@
+"""Pixel formats: how a frame of a given format lies in an array, and turning it into BGR.
+
+framebus stores every format as one C-contiguous uint8 array:
+
+=========  ==================  ===============================================
+format     array shape         layout
+=========  ==================  ===============================================
+bgr24      (h, w, 3)           packed B, G, R (OpenCV's native order)
+rgb24      (h, w, 3)           packed R, G, B
+gray       (h, w)              luma only
+yuv420p    (h * 3 // 2, w)     planar I420: Y (h rows), then U, then V, each
+                               (h/2, w/2) laid row after row; w and h even
+=========  ==================  ===============================================
+
+A format name the table does not know is passed through untouched (``raw``, or a
+producer's own format): its shape is whatever the producer declared.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FORMATS = ("bgr24", "rgb24", "gray", "yuv420p")
+
+
+def shape_of(fmt: str, width: int, height: int) -> tuple[int, ...]:
+    """The array shape of a *width* x *height* picture in *fmt*."""
+    if fmt in ("bgr24", "rgb24"):
+        return (height, width, 3)
+    if fmt == "gray":
+        return (height, width)
+    if fmt == "yuv420p":
+        if width % 2 or height % 2:
+            raise ValueError(f"yuv420p needs an even width and height, got {width}x{height}")
+        return (height * 3 // 2, width)
+    raise ValueError(f"unknown pixel format {fmt!r}; choose among {', '.join(FORMATS)}")
+
+
+def picture_size(fmt: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(width, height) of the picture held in an array of *shape* in *fmt*."""
+    if fmt == "yuv420p":
+        return shape[1], shape[0] * 2 // 3
+    return shape[1], shape[0]
+
+
+def to_bgr(array: np.ndarray, fmt: str, out: np.ndarray | None = None) -> np.ndarray:
+    """The picture as a (h, w, 3) BGR array, converted into *out* if given.
+
+    bgr24 comes back as it is (no copy) unless *out* is given. Raises
+    ValueError for a format it cannot turn into colour.
+    """
+    if fmt == "bgr24":
+        if out is None:
+            return array
+        np.copyto(out, array)
+        return out
+    codes = {"rgb24": cv2.COLOR_RGB2BGR, "gray": cv2.COLOR_GRAY2BGR,
+             "yuv420p": cv2.COLOR_YUV2BGR_I420}
+    if fmt not in codes:
+        raise ValueError(f"cannot convert pixel format {fmt!r} to BGR")
+    return cv2.cvtColor(array, codes[fmt], dst=out)
