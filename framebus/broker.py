@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
+MAX_FIGURES = 16
+
 #: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
 FORGET_AFTER = 300.0
 
@@ -144,7 +146,8 @@ class Broker:
     def _register(self, req: dict) -> dict:
         info = _stream_info(req)
         entry = self._entries.get(info.name)
-        if entry and entry.info.alive and entry.info.token != info.token and self._still_running(entry):
+        if (entry and entry.info.alive and entry.info.token != info.token
+                and not _same_producer(entry.info, info) and self._still_running(entry)):
             raise Refused("in_use", f"stream {info.name!r} is already published by pid "
                                     f"{entry.info.pid} on host {entry.info.host}")
         if entry and entry.info.token != info.token:
@@ -161,13 +164,16 @@ class Broker:
         if entry is None or entry.info.token != token:
             raise Refused("unknown", f"stream {name!r} is not registered with this token")
         frames, fps, age = req.get("frames", 0), req.get("fps", 0.0), req.get("age")
-        if not _is_int(frames) or not isinstance(fps, (int, float)) or not (
-                age is None or isinstance(age, (int, float))):
+        subscribers = req.get("subscribers", 0)
+        if not _is_int(frames) or not _is_int(subscribers) or not isinstance(fps, (int, float)) \
+                or not (age is None or isinstance(age, (int, float))):
             raise BadRequest("heartbeat figures must be numbers")
+        figures = _figures_field(req)
         if not entry.info.alive:
             log.info("stream %s is alive again", name)
         entry.info.alive = True
         entry.info.frames, entry.info.fps = frames, float(fps)
+        entry.info.subscribers, entry.info.figures = subscribers, figures
         entry.last_seen = time.monotonic()
         entry.frame_age_at_last_seen = None if age is None else float(age)
         return {"ok": True}
@@ -227,6 +233,11 @@ class Broker:
             reclaim(info.segment, info.token)
 
 
+def _same_producer(a: StreamInfo, b: StreamInfo) -> bool:
+    """The same process: a new ring generation of a live producer, not a rival."""
+    return a.host == b.host and a.pid == b.pid
+
+
 def _decode(payload: bytes) -> dict:
     try:
         request = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_str_len=4096,
@@ -261,6 +272,17 @@ def _token_field(req: dict) -> bytes:
     if not isinstance(token, bytes) or len(token) != 16:
         raise BadRequest("field 'token' must be 16 bytes")
     return token
+
+
+def _figures_field(req: dict) -> dict:
+    """A producer's own figures: a small map of short names to numbers."""
+    figures = req.get("figures", {})
+    if not isinstance(figures, dict) or len(figures) > MAX_FIGURES or not all(
+            isinstance(k, str) and 0 < len(k) <= 32 and k.isidentifier()
+            and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in figures.items()):
+        raise BadRequest(f"field 'figures' must map at most {MAX_FIGURES} names to numbers")
+    return figures
 
 
 def _stream_info(req: dict) -> StreamInfo:

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import config
+from . import config, pixfmt
 from .discovery import BrokerClient, StreamInfo
 from .errors import BrokerUnavailable, FramebusError, Timeout
 from .meter import Meter
@@ -103,13 +103,20 @@ def _streams_table(infos: list[StreamInfo]) -> Table:
     for col in ("stream", "host", "geometry", "format", "fps", "producer", "last frame"):
         table.add_column(col, justify="right" if col in ("fps", "last frame") else "left")
     for i in infos:
-        geometry = "x".join(map(str, i.shape[1::-1])) + (f"x{i.shape[2]}" if len(i.shape) > 2 else "")
         age = "-" if i.age is None else f"{i.age:.1f} s ago"
         alive = f"[green]alive[/] pid {i.pid}" if i.alive else f"[red]dead[/] pid {i.pid}"
-        table.add_row(i.name, i.host, geometry, i.fmt, f"{i.fps:.1f}", alive, age)
+        table.add_row(i.name, i.host, _geometry(i), i.fmt, f"{i.fps:.1f}", alive, age)
     if not infos:
         table.caption = "no streams"
     return table
+
+
+def _geometry(info: StreamInfo) -> str:
+    """WIDTHxHEIGHT of the picture, and xCHANNELS for packed formats."""
+    if len(info.shape) < 2:
+        return "x".join(map(str, info.shape))
+    w, h = pixfmt.picture_size(info.fmt, info.shape)
+    return f"{w}x{h}" + (f"x{info.shape[2]}" if len(info.shape) > 2 else "")
 
 
 @main.command()
@@ -137,6 +144,48 @@ def testsrc(name: str, size: tuple[int, int], fps: float, slots: int, frames: in
         pass
     finally:
         pub.close()
+
+
+@main.command()
+@click.argument("source")
+@click.option("--name", required=True, help="Stream name to publish as.")
+@click.option("--format", "fmt", type=click.Choice(["bgr24", "rgb24", "gray", "yuv420p"]),
+              default="bgr24", show_default=True, help="Pixel format in the ring.")
+@click.option("--size", default=None, callback=lambda c, p, v: v and _size(c, p, v),
+              help="Scale to WIDTHxHEIGHT (default: the source's size).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Publish at most this many frames a second (default: every frame).")
+@click.option("--slots", default=8, show_default=True, help="Frames the ring holds.")
+@click.option("--loop", is_flag=True, help="Files: start over at the end.")
+@click.option("--fast", is_flag=True, help="Files: decode as fast as possible, not at their timing.")
+@click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True,
+              help="RTSP transport.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds to wait for a network source to connect or send.")
+@broker_option
+def decode(source: str, name: str, fmt: str, size: tuple[int, int] | None, fps: float | None,
+           slots: int, loop: bool, fast: bool, transport: str, timeout: float,
+           broker: str) -> None:
+    """Decode SOURCE into stream NAME.
+
+    SOURCE is a file, an rtsp://, http(s)://, tcp:// or udp:// URL, a V4L2 device
+    (/dev/video0), or `testsrc`, a built-in moving test pattern. Live sources are
+    reconnected with backoff for as long as this runs.
+    """
+    from .decoder import DecodeOptions, DecodeWorker, Source, SourceError
+    from .names import validate_stream_name
+
+    try:
+        options = DecodeOptions(name=validate_stream_name(name), fmt=fmt, size=size, fps=fps,
+                                slots=slots, loop=loop, fast=fast, rtsp_transport=transport,
+                                timeout=timeout, broker=broker)
+        worker = DecodeWorker(Source.parse(source), options)
+        status = worker.run()
+    except KeyboardInterrupt:
+        status = 0
+    except (SourceError, FramebusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 
 @main.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import msgpack
 import zmq
@@ -52,6 +52,11 @@ class StreamInfo:
     fps: float = 0.0
     #: Seconds since the producer's last frame, or None before the first.
     age: float | None = None
+    #: Subscribers connected to the producer's descriptors.
+    subscribers: int = 0
+    #: The producer's own figures, e.g. a decoder's decode_fps, dropped, decode_errors,
+    #: reconnects.
+    figures: dict = field(default_factory=dict)
 
     def to_wire(self) -> dict:
         d = asdict(self)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from . import config
 from .descriptor import Descriptor
@@ -69,7 +70,10 @@ class Publisher:
             self._close_transport()
             raise FramebusError(f"cannot publish descriptors on {self.endpoint}: {exc}") from None
         self.seq = 0
+        #: Extra figures the heartbeat carries to the broker (a decoder's counters, say).
+        self.figures: dict[str, int | float] = {}
         self._stats = _Figures()
+        self._connections = _Connections(self._socket)
         self._registration = _Registration(self, BrokerClient(broker, context=self._context,
                                                               timeout=0.5))
         try:
@@ -148,7 +152,14 @@ class Publisher:
         self._registration.stop()
         self._close_transport()
 
+    @property
+    def subscribers(self) -> int:
+        """Subscribers connected to the descriptors, as of the last heartbeat."""
+        return self._connections.count
+
     def _close_transport(self) -> None:
+        if hasattr(self, "_connections"):
+            self._connections.close()
         self._socket.close(linger=0)
         self._context.term()
         if self._socket_file:
@@ -210,6 +221,28 @@ class _Figures:
         return {"frames": frames, "fps": round(fps, 2), "age": age}
 
 
+class _Connections:
+    """Counts the subscribers connected to the descriptor socket, from its monitor events.
+
+    Only the heartbeat thread calls update(): the monitor socket is its alone.
+    """
+
+    def __init__(self, socket: zmq.Socket) -> None:
+        self._socket = socket
+        self._monitor = socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self.count = 0
+
+    def update(self) -> int:
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            self.count = max(0, self.count + (1 if event == zmq.EVENT_ACCEPTED else -1))
+        return self.count
+
+    def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+
+
 class _Registration(threading.Thread):
     """Keeps the broker told: registers, heartbeats, re-registers after its restarts."""
 
@@ -264,8 +297,10 @@ class _Registration(threading.Thread):
             self._register()
             return
         try:
-            self._client.request("heartbeat", name=self._pub.name, token=self._pub._ring.token,
-                                 **self._pub._stats.sample())
+            pub = self._pub
+            self._client.request("heartbeat", name=pub.name, token=pub._ring.token,
+                                 subscribers=pub._connections.update(), figures=dict(pub.figures),
+                                 **pub._stats.sample())
         except StreamNotFound:
             log.info("%s: broker forgot this stream (restarted?); registering again", self._pub.name)
             self._register()

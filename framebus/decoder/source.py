@@ -1,0 +1,236 @@
+"""Where frames come from: a file, a network stream, a capture device, or the test pattern.
+
+``Source.parse("rtsp://cam/stream")`` tells the kind of a SOURCE argument, and
+``source.open()`` gives an iterator of decoded ``av.VideoFrame``s. The kind decides
+how the worker treats the source: a file plays at its own timing and ends; a live
+source (network, device, test pattern) is read as it comes and reconnected when it
+drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..testsrc import TestPattern
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "tcp", "udp", "srt")
+TESTSRC = "testsrc"
+#: The test pattern's picture when --size does not say.
+TESTSRC_SIZE = (640, 480)
+TESTSRC_FPS = 30.0
+
+
+class SourceError(Exception):
+    """A source that cannot be opened or read; the message is one line for people."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A SOURCE argument, understood."""
+
+    url: str
+    kind: str  # "file", "network", "device" or "testsrc"
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        text = text.strip()
+        if not text:
+            raise SourceError("empty source")
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if text == TESTSRC:
+            return cls(text, "testsrc")
+        if scheme in NETWORK_SCHEMES:
+            return cls(text, "network")
+        if scheme == "file":
+            return cls(text[len("file://"):], "file")
+        if scheme:
+            raise SourceError(f"unsupported source scheme {scheme!r}; use a file path, "
+                              f"{', '.join(s + '://' for s in NETWORK_SCHEMES)}, /dev/videoN "
+                              f"or {TESTSRC}")
+        if text.startswith("/dev/video"):
+            return cls(text, "device")
+        return cls(text, "file")
+
+    @property
+    def live(self) -> bool:
+        """Live sources are read as they come, never paced, and reconnected when they drop."""
+        return self.kind != "file"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass
+class OpenOptions:
+    """How to open a source: transport and timeouts for network ones, the test pattern's rate."""
+
+    rtsp_transport: str = "tcp"
+    timeout: float = 5.0  # seconds, for connecting and for every read
+    threads: int = 0  # decoder threads, 0: as many as FFmpeg likes
+    testsrc_size: tuple[int, int] = TESTSRC_SIZE
+    testsrc_fps: float = TESTSRC_FPS
+
+
+class Input:
+    """An opened source: its frames, its time base, and a close() that always works."""
+
+    time_base: Fraction | None = None
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    #: Corrupt packets met so far, and frames skipped because of them.
+    errors = 0
+    broken = 0
+
+
+def open_source(source: Source, options: OpenOptions) -> Input:
+    """Open *source*; raises SourceError with a one-line reason if it cannot be."""
+    if source.kind == "testsrc":
+        return PatternInput(options.testsrc_size, options.testsrc_fps)
+    if source.kind == "file" and not Path(source.url).is_file():
+        raise SourceError(f"no such file: {source.url}")
+    try:
+        container = av.open(source.url, mode="r", **_open_arguments(source, options))
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"cannot open {source}: {_reason(exc)}") from None
+    try:
+        return ContainerInput(container, options.threads)
+    except SourceError:
+        container.close()
+        raise
+
+
+def _open_arguments(source: Source, options: OpenOptions) -> dict:
+    timeout_us = str(int(options.timeout * 1e6))
+    opts: dict[str, str] = {}
+    fmt = None
+    if source.kind == "network":
+        scheme = source.url.split("://", 1)[0].lower()
+        if scheme in ("rtsp", "rtsps"):
+            opts["rtsp_transport"] = options.rtsp_transport
+            opts["timeout"] = timeout_us  # socket I/O timeout of the RTSP demuxer
+        else:
+            opts["rw_timeout"] = timeout_us  # every other protocol's read timeout
+        opts["fflags"] = "nobuffer"  # hand frames over as they come: latency over smoothness
+    elif source.kind == "device":
+        fmt = "v4l2"
+    # open_timeout bounds the whole opening, whatever the protocol's own timeouts do.
+    return {"format": fmt, "container_options": opts, "timeout": (options.timeout, options.timeout)}
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+class ContainerInput(Input):
+    """Frames decoded by FFmpeg from a container's first video stream, threaded."""
+
+    def __init__(self, container: av.container.InputContainer, threads: int) -> None:
+        if not container.streams.video:
+            raise SourceError(f"{container.name} has no video stream")
+        self._container = container
+        self._stream = stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        self.time_base = stream.time_base
+        # Raw elementary streams (.h264 files, tcp:// feeds) carry no timestamps, and an
+        # RTSP stream's first frame may lack one: such frames get the previous frame's
+        # pts plus one frame at the stream's nominal rate.
+        rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+        self._step = max(1, round(1 / (rate * self.time_base)))
+        self._last_pts: int | None = None
+        self._errors = 0
+        self.broken = 0  # frames skipped after a decode error, until the next key frame
+
+    @property
+    def errors(self) -> int:
+        return self._errors
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames until the end of the source.
+
+        A corrupt packet is counted, and the frames from it are skipped until the
+        next key frame: FFmpeg would conceal the damage and hand them over smeared,
+        and a bus never delivers a broken picture. A read error ends the iteration
+        with SourceError (a damaged file, or a network source gone).
+        """
+        resyncing = False
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    decoded = packet.decode()
+                except av.InvalidDataError as exc:
+                    self._errors += 1
+                    resyncing = True
+                    log.warning("%s: corrupt packet, skipping to the next key frame: %s",
+                                self._container.name, _reason(exc))
+                    continue
+                for frame in decoded:
+                    # FFmpeg flags the first frame it had to conceal; the ones after it
+                    # predict from that damage until a key frame starts afresh.
+                    resyncing = frame.is_corrupt or (resyncing and not frame.key_frame)
+                    if resyncing:
+                        self.broken += 1
+                        continue
+                    yield self._timed(frame)
+        except av.EOFError:
+            return
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"read error on {self._container.name}: {_reason(exc)}") from None
+
+    def _timed(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if frame.time_base is None:
+            frame.time_base = self.time_base
+        if frame.pts is None:
+            frame.pts = 0 if self._last_pts is None else self._last_pts + self._step
+        self._last_pts = frame.pts
+        return frame
+
+    def rewind(self) -> None:
+        """Back to the start, for --loop."""
+        self._container.seek(0, stream=self._stream)
+        self._last_pts = None
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class PatternInput(Input):
+    """The built-in moving test pattern as a live source (bgr24 frames at a fixed rate)."""
+
+    def __init__(self, size: tuple[int, int], fps: float) -> None:
+        w, h = size
+        self._pattern = TestPattern((h, w, 3))
+        self._fps = fps
+        self.time_base = Fraction(1, 1000) if fps <= 0 else 1 / Fraction(fps).limit_denominator(1001)
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        image = np.empty(self._pattern.shape, np.uint8)
+        start = time.monotonic()
+        n = 0
+        while True:
+            if self._fps > 0:
+                delay = start + n / self._fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self._pattern.fill(image, n)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = n
+            frame.time_base = self.time_base
+            yield frame
+            n += 1

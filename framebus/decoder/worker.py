@@ -1,0 +1,305 @@
+"""The decoder worker: one source decoded into one stream, for as long as it runs.
+
+    worker = DecodeWorker(Source.parse("rtsp://cam/stream"), DecodeOptions(name="cam1"))
+    worker.run()            # until the source ends (files) or stop is set
+
+Files play at their own timing unless ``fast``; ``loop`` restarts them at the end
+with timestamps that keep counting. A live source is read as it comes; when it
+drops, the worker reconnects with capped exponential backoff for as long as it
+runs, under the same stream name, so subscribers only see a gap. A change of
+picture size starts a new ring generation. The Publisher is created at the first
+frame, since only then is the geometry known.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from ..publisher import Publisher
+from .convert import Converter
+from .source import ContainerInput, Input, OpenOptions, Source, SourceError, open_source
+
+log = logging.getLogger(__name__)
+
+#: A live frame later than this behind the pace the source set is not converted
+#: but dropped, so a decoder that fell behind catches up instead of lagging for ever.
+LATE = 0.1
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 10.0
+
+
+@dataclass
+class DecodeOptions:
+    name: str
+    fmt: str = "bgr24"
+    size: tuple[int, int] | None = None  # (width, height); None: the source's
+    fps: float | None = None  # thin to this rate; None: every frame
+    slots: int = 8
+    loop: bool = False
+    fast: bool = False  # files: as fast as they decode, not at their own timing
+    rtsp_transport: str = "tcp"
+    timeout: float = 5.0
+    threads: int = 0
+    broker: str | None = None
+
+
+class Figures:
+    """The worker's counters; the Publisher's heartbeat carries them to the broker."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+        self.dropped = 0  # decoded but not published: late, or broken by a corrupt packet
+        self.decode_errors = 0
+        self.reconnects = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self.decode_fps = 0.0
+
+    def tick(self) -> None:
+        self.decoded += 1
+        now = time.monotonic()
+        then, before = self._rate_mark
+        if now - then >= 1.0:
+            self.decode_fps = (self.decoded - before) / (now - then)
+            self._rate_mark = (now, self.decoded)
+
+    def idle(self) -> None:
+        self.decode_fps = 0.0
+        self._rate_mark = (time.monotonic(), self.decoded)
+
+    def as_dict(self, current: Input | None = None) -> dict:
+        """The figures, counting those of the input being read too."""
+        errors, broken = (current.errors, current.broken) if current else (0, 0)
+        return {"decoded": self.decoded, "decode_fps": round(self.decode_fps, 2),
+                "dropped": self.dropped + broken, "decode_errors": self.decode_errors + errors,
+                "reconnects": self.reconnects}
+
+    def add_input(self, finished: Input) -> None:
+        """Fold in the counts of an input that is being closed."""
+        self.decode_errors += finished.errors
+        self.dropped += finished.broken
+
+
+class DecodeWorker:
+    """Decodes *source* into stream *options.name* until the source ends or *stop* is set."""
+
+    def __init__(self, source: Source, options: DecodeOptions) -> None:
+        self.source = source
+        self.options = options
+        self.converter = Converter(options.fmt, options.size)
+        self.figures = Figures()
+        self.publisher: Publisher | None = None
+        self._input: Input | None = None
+        self._stop = threading.Event()
+        self._clock = _Pacer()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Decode until done; returns an exit status (0: the source ended, or stop was asked).
+
+        A source that cannot be opened the first time raises SourceError, so that
+        ``framebus decode`` fails at once with a clear message; later failures of a
+        live source are retried for as long as the worker runs.
+        """
+        try:
+            self._input = self._open()
+            status = self._run_live() if self.source.live else self._run_file()
+        finally:
+            self._close_input()
+            if self.publisher is not None:
+                self.publisher.close()
+        figures = self.figures.as_dict()
+        if figures["decode_errors"]:
+            log.warning("%s: %d corrupt packets; %d frames skipped for them or for being late",
+                        self.options.name, figures["decode_errors"], figures["dropped"])
+        log.info("%s: stopped; %s", self.options.name, figures)
+        return status
+
+    # -- files ---------------------------------------------------------------------
+
+    def _run_file(self) -> int:
+        """Play the file (at its timing unless fast), again and again with loop."""
+        offset = 0  # added to pts on each loop, so timestamps keep increasing
+        while not self._stop.is_set():
+            try:
+                end = self._pump(offset)
+            except SourceError as exc:
+                log.error("%s: %s", self.options.name, exc)
+                return 1
+            if not self.options.loop or self._stop.is_set():
+                return 0
+            if end is None:
+                log.error("%s: %s has no frames to loop over", self.options.name, self.source)
+                return 1
+            offset = end
+            assert isinstance(self._input, ContainerInput)
+            self._input.rewind()
+        return 0
+
+    # -- live sources ----------------------------------------------------------------
+
+    def _run_live(self) -> int:
+        backoff = BACKOFF_FIRST
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._pump(0)
+                log.warning("%s: %s ended", self.options.name, self.source)
+            except SourceError as exc:
+                log.warning("%s: %s", self.options.name, exc)
+            self._close_input()
+            self.figures.idle()
+            if time.monotonic() - started > 10 * backoff:
+                backoff = BACKOFF_FIRST  # it ran a good while: start the backoff over
+            while not self._stop.is_set():
+                log.info("%s: reconnecting in %.1f s", self.options.name, backoff)
+                if self._stop.wait(backoff):
+                    break
+                backoff = min(BACKOFF_CAP, backoff * 2)
+                try:
+                    self._input = self._open()
+                except SourceError as exc:
+                    log.warning("%s: %s", self.options.name, exc)
+                    continue
+                self.figures.reconnects += 1
+                log.info("%s: reconnected to %s", self.options.name, self.source)
+                break
+        return 0
+
+    # -- the frame path ----------------------------------------------------------------
+
+    def _pump(self, pts_offset: int) -> int | None:
+        """Decode and publish frames until the input ends; the pts just past the last frame."""
+        assert self._input is not None
+        self._clock.restart()
+        end = last = None
+        thin = _Thinner(self.options.fps)
+        for frame in self._input.frames():
+            if self._stop.is_set():
+                break
+            self.figures.tick()
+            pts = None if frame.pts is None else frame.pts + pts_offset
+            t = _seconds(pts, frame.time_base)
+            if pts is not None:
+                end = pts + (pts - last if last is not None and pts > last else _duration(frame))
+                last = pts
+            if not thin.take(t):
+                continue
+            if self.source.live or self.options.fast:
+                if self.source.live and self._clock.late(t) > LATE:
+                    self.figures.dropped += 1
+                    continue
+            else:
+                self._clock.wait_until(t, self._stop)
+            self._publish(frame, pts)
+        return end
+
+    def _publish(self, frame: av.VideoFrame, pts: int | None) -> None:
+        decoded_ns = time.time_ns()
+        pub = self._publisher_for(frame)
+        with pub.frame(pts=pts, timestamp_ns=decoded_ns) as slot:
+            self.converter.into(frame, slot)
+        pub.figures.update(self.figures.as_dict(self._input))
+
+    def _publisher_for(self, frame: av.VideoFrame) -> Publisher:
+        shape = self.converter.shape_for(frame)
+        pub = self.publisher
+        if pub is None:
+            pub = self.publisher = Publisher(
+                self.options.name, shape=shape, fmt=self.options.fmt, slots=self.options.slots,
+                broker=self.options.broker, time_base=frame.time_base)
+            log.info("%s: publishing %s as %dx%d %s", self.options.name, self.source,
+                     *self.converter.output_size(frame), self.options.fmt)
+        elif pub.shape != shape:
+            log.info("%s: picture size changed to %dx%d", self.options.name, frame.width,
+                     frame.height)
+            pub.reconfigure(shape, fmt=self.options.fmt)
+        pub.time_base = frame.time_base
+        return pub
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _open(self) -> Input:
+        o = self.options
+        testsrc_size = o.size or (640, 480)
+        return open_source(self.source, OpenOptions(
+            rtsp_transport=o.rtsp_transport, timeout=o.timeout, threads=o.threads,
+            testsrc_size=testsrc_size, testsrc_fps=o.fps or 30.0))
+
+    def _close_input(self) -> None:
+        if self._input is not None:
+            self.figures.add_input(self._input)
+            self._input.close()
+            self._input = None
+
+
+class _Pacer:
+    """Maps media time to the wall clock: when a frame is due, and how late one is."""
+
+    def __init__(self) -> None:
+        self._origin: float | None = None  # wall time of media time 0
+
+    def restart(self) -> None:
+        self._origin = None
+
+    def _anchor(self, t: float) -> float:
+        now = time.monotonic()
+        if self._origin is None:
+            self._origin = now - t
+        return now
+
+    def wait_until(self, t: float | None, stop: threading.Event) -> None:
+        if t is None:
+            return
+        now = self._anchor(t)
+        delay = self._origin + t - now
+        if delay > 1.0 + LATE:
+            self._origin = now - t  # a jump forward in the file's timestamps: follow it
+        elif delay > 0:
+            stop.wait(delay)
+        elif delay < -1.0:
+            self._origin = now - t  # fell far behind: don't rush to catch up
+
+    def late(self, t: float | None) -> float:
+        """How far behind its pace a live frame arrives (seconds; never below 0)."""
+        if t is None:
+            return 0.0
+        now = self._anchor(t)
+        lateness = now - (self._origin + t)
+        if lateness < 0:
+            self._origin = now - t  # earlier than ever: the source set a faster pace
+        return max(0.0, lateness)
+
+
+class _Thinner:
+    """Lets through at most *fps* frames a second of media time (None: all of them)."""
+
+    def __init__(self, fps: float | None) -> None:
+        self._period = 1.0 / fps if fps else 0.0
+        self._next: float | None = None
+
+    def take(self, t: float | None) -> bool:
+        if not self._period or t is None:
+            return True
+        if self._next is not None and self._next - 10 * self._period <= t < self._next - 1e-6:
+            return False  # too soon after the last frame let through
+        # Keep the cadence while frames come on time; after a gap or a jump, start from t.
+        on_cadence = self._next is not None and self._next - 1e-6 <= t < self._next + self._period
+        self._next = (self._next if on_cadence else t) + self._period
+        return True
+
+
+def _seconds(pts: int | None, time_base: Fraction | None) -> float | None:
+    return None if pts is None or time_base is None else float(pts * time_base)
+
+
+def _duration(frame: av.VideoFrame) -> int:
+    """A frame's duration in its time base: 1 when the container does not say."""
+    return max(1, int(getattr(frame, "duration", 0) or 0))
