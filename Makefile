@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   install into .venv, then run a broker, a test stream and a live consumer
-#   make test   install into .venv, then run the whole test suite
+#   make test   install into .venv (and, as root, the Debian packages the RTSP tests use),
+#               then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install system-deps clean
 
 install: $(STAMP)
 
@@ -19,11 +20,32 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/framebus demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bus.py $(BENCH_ARGS)
+
+# The RTSP tests read a real RTSP server: GStreamer's, run by Debian's own python3
+# (tests/rtsp_server.py; the venv has no gi). Installed from Debian's packages when missing
+# and we are root; without them those tests are skipped. `make demo` needs none of this.
+SYSTEM_PYTHON := /usr/bin/python3
+SYSTEM_DEPS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+RTSP_CHECK := $(SYSTEM_PYTHON) tests/rtsp_server.py --check
+
+system-deps:
+	@if missing=$$($(RTSP_CHECK) 2>&1); then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages for the RTSP tests: $(SYSTEM_DEPS)"; \
+		apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+			--no-install-recommends $(SYSTEM_DEPS) >/dev/null && \
+		$(RTSP_CHECK); \
+	else \
+		echo "NOTE: RTSP tests will be skipped ($$missing);" \
+			"install with: sudo apt-get install --no-install-recommends $(SYSTEM_DEPS)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,233 @@
+"""A real RTSP server for tests: tests/rtsp_server.py (GStreamer's RTSP server) run as a
+separate process by Debian's own /usr/bin/python3, which has the gi bindings the venv lacks.
+
+    from rtsp import rtsp_server  # noqa: F401   (the fixture: a started server)
+
+    def test_reads(rtsp_server):
+        with av.open(rtsp_server.url, options=PYAV_OPTIONS, timeout=(10, 5)) as container:
+            ...
+        rtsp_server.kill()    # SIGKILL, as a crashed camera
+        rtsp_server.start()   # again, on the same port: the same URL works again
+
+`rtsp_servers` makes more of them (other sizes, rates or paths). Both fixtures skip the test
+with the reason when the Debian packages are missing (`make test` installs them as root),
+and always kill their servers, whatever the test did. Each server also exits on its own if
+the test process dies, as its standard input is a pipe from this process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SCRIPT = Path(__file__).with_name("rtsp_server.py")
+DEBIAN_PACKAGES = ("python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
+                   "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly")
+
+# What a PyAV client of these servers passes to av.open(): RTP interleaved in the RTSP TCP
+# connection (no UDP ports to lose packets on), and FFmpeg's rtsp demuxer's `timeout`: the
+# socket I/O timeout, in microseconds (`stimeout` is gone since FFmpeg 5 and is ignored).
+PYAV_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}
+
+
+@functools.lru_cache(maxsize=None)
+def rtsp_available() -> tuple[bool, str]:
+    """Whether this machine can run the server, and if not, why."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return False, f"{SYSTEM_PYTHON} is missing"
+    try:
+        check = subprocess.run([SYSTEM_PYTHON, str(SCRIPT), "--check"], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return False, f"{SCRIPT.name} --check did not answer within 60 s"
+    if check.returncode != 0:
+        return False, (check.stdout + check.stderr).strip() or f"exit status {check.returncode}"
+    return True, "ok"
+
+
+def require_rtsp() -> None:
+    """Skip the calling test, with the reason, when the server cannot run here."""
+    ok, why = rtsp_available()
+    if not ok:
+        pytest.skip(f"no RTSP server: {why}. `make test` as root installs it, or: "
+                    f"apt-get install --no-install-recommends {DEBIAN_PACKAGES}")
+
+
+class RtspServer:
+    """One tests/rtsp_server.py process at a time, in its own session, on one port.
+
+    The first start() with port=0 lets the kernel pick a free port; later start()s reuse
+    that port, so a restarted server has the same URL.
+    """
+
+    def __init__(self, port: int = 0, path: str = "/live", size: tuple[int, int] = (320, 240),
+                 fps: int = 25, ready_timeout: float = 20) -> None:
+        self.port = port
+        self.path = path
+        self.size = size
+        self.fps = fps
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen | None = None
+        self._stderr = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the server has not been started yet, so it has no port")
+        return f"rtsp://127.0.0.1:{self.port}{self.path}"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> RtspServer:
+        """Start the server and return once it listens; raise RuntimeError if it does not."""
+        if self.running():
+            raise RuntimeError(f"the RTSP server is already running (pid {self.proc.pid})")
+        self._reap()
+        width, height = self.size
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: it never fills up
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--path", self.path,
+             "--size", f"{width}x{height}", "--fps", str(self.fps), "--stdin-watchdog"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            start_new_session=True)
+        try:
+            line = self._ready_line()
+            if not self.port:  # the kernel's choice, kept for restarts
+                self.port = int(line.split(":")[2].split("/")[0])
+            if line != f"ready {self.url}":
+                self._fail(f"said {line!r}, expected 'ready {self.url}'")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _ready_line(self) -> str:
+        deadline = time.monotonic() + self.ready_timeout
+        data = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in data:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._fail(f"did not say it was ready within {self.ready_timeout} s")
+                if selector.select(left):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        self.proc.wait(5)
+                        self._fail(f"exited with status {self.proc.returncode} before it was "
+                                   "ready")
+                    data += chunk
+        line = data.split(b"\n", 1)[0].decode(errors="replace").strip()
+        if not line.startswith("ready rtsp://"):
+            self._fail(f"printed {line!r} instead of its ready line")
+        return line
+
+    def _fail(self, what: str):
+        raise RuntimeError(f"RTSP server on port {self.port or 'any'} {what}; "
+                           f"its stderr:\n{self.stderr() or '(empty)'}")
+
+    def stderr(self) -> str:
+        """What the current (or last) server process wrote on stderr."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()
+
+    def kill(self) -> None:
+        """SIGKILL the server (and anything it started), as a crash would, and reap it."""
+        self._signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM the server and wait (SIGKILL after `timeout`); its exit status."""
+        if self.proc is None:
+            return None
+        self._signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.returncode
+
+    def _signal(self, sig: int) -> None:
+        # Only while it runs: once reaped, its pid (and group id) may belong to another.
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            # Its whole group: the server leads its own (start_new_session=True).
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream:
+                    stream.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def close(self) -> None:
+        """Stop the server, whatever its state, and release its pipes; safe to call twice."""
+        try:
+            self.kill()
+        finally:
+            self._reap()
+            self.proc = None
+
+    def __enter__(self) -> RtspServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RtspServers:
+    """Makes started RTSP servers; close() kills them all (the fixture calls it)."""
+
+    def __init__(self) -> None:
+        self.servers: list[RtspServer] = []
+
+    def __call__(self, **kwargs) -> RtspServer:
+        server = RtspServer(**kwargs)
+        self.servers.append(server)
+        return server.start()
+
+    def close(self) -> None:
+        for server in reversed(self.servers):
+            server.close()
+
+
+@pytest.fixture
+def rtsp_servers():
+    """A factory of started RTSP servers: `rtsp_servers(size=(640, 480), fps=30)`."""
+    require_rtsp()
+    servers = RtspServers()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture
+def rtsp_server():
+    """A started RTSP server: 320x240 at 25 fps, H.264, at `rtsp_server.url`."""
+    # Self-contained (not built on rtsp_servers), so importing this one name is enough.
+    require_rtsp()
+    server = RtspServer()
+    try:
+        yield server.start()
+    finally:
+        server.close()
