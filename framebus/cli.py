@@ -20,6 +20,7 @@ from . import config, pixfmt
 from .discovery import BrokerClient, StreamInfo
 from .errors import BrokerUnavailable, FramebusError, Timeout
 from .meter import Meter
+from .supervisor import die_with_supervisor
 
 log = logging.getLogger("framebus.cli")
 err_console = Console(stderr=True)
@@ -56,9 +57,11 @@ def main(verbose: int) -> None:
     if not verbose:
         logging.getLogger("framebus").setLevel(logging.WARNING)
         log.setLevel(logging.INFO)
-        logging.getLogger("framebus.broker").setLevel(logging.INFO)
+        for chatty in ("framebus.broker", "framebus.supervisor"):  # services say what they do
+            logging.getLogger(chatty).setLevel(logging.INFO)
     # SIGTERM unwinds like Ctrl-C, so every `finally` runs and rings are unlinked.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    die_with_supervisor()
 
 
 @main.command()
@@ -100,15 +103,149 @@ def ls_(broker: str, as_json: bool) -> None:
 
 def _streams_table(infos: list[StreamInfo]) -> Table:
     table = Table(box=None, header_style="bold")
-    for col in ("stream", "host", "geometry", "format", "fps", "producer", "last frame"):
-        table.add_column(col, justify="right" if col in ("fps", "last frame") else "left")
+    for col in ("stream", "host", "geometry", "format", "fps", "subs", "producer", "last frame"):
+        table.add_column(col, justify="right" if col in ("fps", "subs", "last frame") else "left")
     for i in infos:
         age = "-" if i.age is None else f"{i.age:.1f} s ago"
         alive = f"[green]alive[/] pid {i.pid}" if i.alive else f"[red]dead[/] pid {i.pid}"
-        table.add_row(i.name, i.host, _geometry(i), i.fmt, f"{i.fps:.1f}", alive, age)
+        table.add_row(i.name, i.host, _geometry(i), i.fmt, f"{i.fps:.1f}", str(i.subscribers),
+                      alive, age)
     if not infos:
         table.caption = "no streams"
     return table
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--once", is_flag=True, help="Print the figures once and exit.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True,
+              help="Seconds between updates.")
+@broker_option
+def stat(names: tuple[str, ...], once: bool, interval: float, broker: str) -> None:
+    """Live figures of every stream, or of NAMES: decode and publish rates, drops, errors."""
+    with BrokerClient(broker, timeout=2.0) as client, ExitStack() as stack:
+        live = None
+        if err_console.is_terminal and not once:
+            live = stack.enter_context(Live(console=err_console, refresh_per_second=4))
+        try:
+            while True:
+                table = _stat_table(_streams_named(client, names))
+                if live is not None:
+                    live.update(table)
+                else:
+                    Console(width=None if sys.stdout.isatty() else 250).print(table)
+                if once:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _streams_named(client: BrokerClient, names: tuple[str, ...]) -> list[StreamInfo]:
+    try:
+        infos = client.streams()
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
+    if names:
+        missing = set(names) - {i.name for i in infos}
+        if missing:
+            raise click.ClickException(f"no stream named {', '.join(sorted(missing))}")
+        infos = [i for i in infos if i.name in names]
+    return infos
+
+
+STAT_COLUMNS = ("stream", "geometry", "format", "decode fps", "published fps", "subs",
+                "dropped", "decode errors", "reconnects", "last frame", "producer")
+
+
+def _stat_table(infos: list[StreamInfo]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in STAT_COLUMNS:
+        table.add_column(col, justify="left" if col in ("stream", "geometry", "format",
+                                                        "producer") else "right")
+    for i in infos:
+        f = i.figures
+        decode_fps = f"{f['decode_fps']:.1f}" if "decode_fps" in f else "-"
+        age = "-" if i.age is None else f"{i.age:.1f} s ago"
+        alive = f"[green]alive[/] pid {i.pid}" if i.alive else f"[red]dead[/] pid {i.pid}"
+        table.add_row(i.name, _geometry(i), i.fmt, decode_fps, f"{i.fps:.1f}",
+                      str(i.subscribers), str(f.get("dropped", "-")),
+                      str(f.get("decode_errors", "-")), str(f.get("reconnects", "-")), age, alive)
+    if not infos:
+        table.caption = "no streams"
+    return table
+
+
+@main.command()
+@click.argument("site_file", type=click.Path(dir_okay=False))
+def up(site_file: str) -> None:
+    """Run a whole site: the broker and a decoder for every stream of SITE_FILE (TOML).
+
+    Restarts what dies, re-reads SITE_FILE on SIGHUP, and stops everything, leaving
+    no ring behind, on Ctrl-C or SIGTERM. See examples/framebus.toml.
+    """
+    from .sitefile import SiteError
+    from .supervisor import Supervisor
+
+    display = _SiteDisplay()
+    try:
+        supervisor = Supervisor(site_file, on_tick=display.update)
+    except SiteError as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info("up: %d stream(s) from %s, broker %s; Ctrl-C stops everything",
+             len(supervisor.site.streams), site_file, supervisor.site.broker)
+    try:
+        with display:
+            supervisor.run()
+    except KeyboardInterrupt:
+        pass
+    except SiteError as exc:  # the broker would not start
+        raise click.ClickException(str(exc)) from None
+    finally:
+        log.info("up: everything stopped")
+
+
+class _SiteDisplay:
+    """What `framebus up` shows: a live table on a terminal, a log line a stream every 10 s elsewhere."""
+
+    def __init__(self) -> None:
+        self._live = Live(console=err_console, refresh_per_second=2) if err_console.is_terminal \
+            else None
+        self._next = 0.0
+        self._client: BrokerClient | None = None
+
+    def update(self, supervisor) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + (1.0 if self._live else 10.0)
+        if self._client is None:
+            self._client = BrokerClient(supervisor.site.broker, timeout=0.3)
+        try:
+            infos = self._client.streams()
+        except FramebusError:
+            return
+        if self._live:
+            table = _stat_table(infos)
+            table.title = f"framebus up: {len(supervisor.streams)} stream(s)"
+            self._live.update(table)
+        else:
+            for i in infos:
+                log.info("%s: %s, %.1f fps, %d subs, %s dropped, %s decode errors, %s reconnects",
+                         i.name, "alive" if i.alive else "dead", i.fps, i.subscribers,
+                         i.figures.get("dropped", "-"), i.figures.get("decode_errors", "-"),
+                         i.figures.get("reconnects", "-"))
+
+    def __enter__(self):
+        if self._live:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live:
+            self._live.__exit__(*exc)
+        if self._client:
+            self._client.close()
 
 
 def _geometry(info: StreamInfo) -> str:

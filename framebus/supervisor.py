@@ -1,0 +1,277 @@
+"""`framebus up`: a whole site from one file, kept running.
+
+The supervisor starts the broker (unless one already answers at the site's address)
+and one `framebus decode` process per stream. A child that dies is restarted, at
+once if it had run a while, with growing delays if it keeps dying, and the log says
+why it died (its exit status and its last words). SIGHUP re-reads the site file and
+starts, stops or restarts only the streams that changed. SIGINT and SIGTERM stop
+every child and reclaim whatever ring a killed child left behind.
+
+Children run in their own process groups, so a Ctrl-C in the terminal reaches the
+supervisor alone and the children are stopped in order; should the supervisor itself
+be killed, the kernel sends them SIGTERM (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import config, sitefile
+from .discovery import BrokerClient
+from .errors import BrokerUnavailable
+from .shm import read_header, reclaim
+from .shm.segment import pid_alive
+
+log = logging.getLogger(__name__)
+
+#: A child that ran this long before dying is restarted at once; one that dies sooner
+#: waits RESTART_FIRST, doubling each time, up to RESTART_CAP.
+STABLE_AFTER = 10.0
+RESTART_FIRST = 0.5
+RESTART_CAP = 30.0
+STOP_TIMEOUT = 5.0
+_LOG_TIME = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+class Child:
+    """One supervised process: how to start it, and its restart bookkeeping."""
+
+    def __init__(self, name: str, args: list[str]) -> None:
+        self.name = name
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.due = 0.0  # when to (re)start, monotonic
+        self.failures = 0  # deaths in a row, each soon after its start
+        self.restarts = 0
+        self.last_words: collections.deque[str] = collections.deque(maxlen=3)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        self.last_words.clear()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "framebus", *self.args], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+            start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())})
+        self.started = time.monotonic()
+        threading.Thread(target=self._relay, args=(self.proc.stderr,), daemon=True,
+                         name=f"framebus-up-{self.name}").start()
+        log.info("%s: started (pid %d)", self.name, self.proc.pid)
+
+    def _relay(self, stream) -> None:
+        """Its log lines go to ours, and the last few are kept as the reason it died."""
+        for line in stream:
+            line = _LOG_TIME.sub("", line.rstrip(), count=1)  # ours says when
+            if line:
+                self.last_words.append(line)
+                log.info("[%s] %s", self.name, line)
+        stream.close()
+
+    def died(self) -> int | None:
+        """The exit status if the process has ended since the last look, else None."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        status, self.proc = self.proc.returncode, None
+        return status
+
+    def schedule_restart(self, now: float) -> float:
+        """Set when to start again; returns the delay."""
+        ran = now - self.started
+        self.failures = 0 if ran >= STABLE_AFTER else self.failures + 1
+        delay = 0.0 if not self.failures else min(RESTART_CAP,
+                                                   RESTART_FIRST * 2 ** (self.failures - 1))
+        self.due = now + delay
+        self.restarts += 1
+        return delay
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM its process group, SIGKILL after *timeout*, and reap it."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: did not stop within %.0f s; killing it", self.name, timeout)
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+class Supervisor:
+    """Runs a site file until stopped. ``run()`` blocks; call it from the main thread."""
+
+    def __init__(self, path: str | Path, on_tick: Callable[[Supervisor], None] | None = None) -> None:
+        self.path = Path(path)
+        self.site = sitefile.load(self.path)
+        self.broker: Child | None = None
+        self.streams: dict[str, Child] = {}
+        self._reload = threading.Event()
+        self._on_tick = on_tick
+
+    def run(self) -> None:
+        previous = signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        try:
+            self._start_broker()
+            for spec in self.site.streams.values():
+                self._add(spec)
+            while True:
+                self._tick(time.monotonic())
+                time.sleep(0.1)
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop every stream, then the broker; reclaim rings that killed children left."""
+        for name in list(self.streams):
+            self._remove(name)
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        for child in self._children():
+            status = child.died()
+            if status is not None:
+                self._after_death(child, status, now)
+            if child.proc is None and now >= child.due:
+                child.start()
+        if self._on_tick:
+            self._on_tick(self)
+
+    def _after_death(self, child: Child, status: int, now: float) -> None:
+        why = f"exit status {status}" if status >= 0 else f"killed by {_signal_name(-status)}"
+        words = f": {child.last_words[-1]}" if child.last_words else ""
+        delay = child.schedule_restart(now)
+        log.warning("%s: died (%s)%s; restarting %s", child.name, why, words,
+                    "now" if not delay else f"in {delay:.1f} s")
+        if child is not self.broker:
+            _clean_after(child.name)
+
+    def _children(self) -> list[Child]:
+        return ([self.broker] if self.broker else []) + list(self.streams.values())
+
+    # -- the site ------------------------------------------------------------------
+
+    def _start_broker(self) -> None:
+        address = self.site.broker
+        if _broker_answers(address):
+            log.info("using the broker already running at %s", address)
+            return
+        self.broker = Child("broker", ["broker", "--bind", address])
+        self.broker.start()
+        deadline = time.monotonic() + 10
+        while not _broker_answers(address):
+            if not self.broker.running or time.monotonic() > deadline:
+                raise sitefile.SiteError(f"the broker did not start at {address}: "
+                                         f"{' '.join(self.broker.last_words) or 'no reason given'}")
+            time.sleep(0.1)
+
+    def _add(self, spec: sitefile.StreamSpec) -> None:
+        self.streams[spec.name] = Child(spec.name, [*spec.decode_args(),
+                                                    "--broker", self.site.broker])
+
+    def _remove(self, name: str) -> None:
+        self.streams.pop(name).stop()
+        _clean_after(name)
+
+    def reload(self) -> None:
+        """Re-read the site file; apply what changed, keep everything else running."""
+        try:
+            site = sitefile.load(self.path)
+        except sitefile.SiteError as exc:
+            log.error("reload refused, the running site stays as it was: %s", exc)
+            return
+        if site.broker != self.site.broker:
+            log.warning("reload: a new broker address takes a restart of `framebus up`; "
+                        "keeping %s", self.site.broker)
+            site = sitefile.Site(self.site.broker, site.streams)
+        old, new = self.site.streams, site.streams
+        for name in old.keys() - new.keys():
+            log.info("reload: %s removed", name)
+            self._remove(name)
+        for name, spec in new.items():
+            if name in old and old[name] == spec:
+                continue
+            if name in old:
+                log.info("reload: %s changed; restarting it", name)
+                self._remove(name)
+            else:
+                log.info("reload: %s added", name)
+            self._add(spec)
+        self.site = site
+
+
+def _broker_answers(address: str) -> bool:
+    try:
+        with BrokerClient(address, timeout=0.3) as client:
+            client.request("ping")
+        return True
+    except BrokerUnavailable:
+        return False
+
+
+def _clean_after(name: str) -> None:
+    """What a killed decoder leaves behind: its ring, and its descriptor socket file."""
+    segment = config.segment_name(name)
+    header = read_header(segment)
+    if header is not None and pid_alive(header.writer_pid):
+        return  # a live producer holds the name now: its ring and socket are not ours
+    reclaim(segment)
+    Path(config.descriptor_endpoint(name)[len("ipc://"):]).unlink(missing_ok=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+#: Set in the children's environment: each asks the kernel for SIGTERM when we die.
+PARENT_ENV = "FRAMEBUS_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_supervisor() -> None:
+    """In a child of `framebus up`: be sent SIGTERM when the supervisor dies, however it dies.
+
+    Called at the child's start rather than from a preexec_fn, which is unsafe in a
+    process with threads. If the supervisor died before the call, exit now.
+    """
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != parent:
+        sys.exit(0)
