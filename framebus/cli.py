@@ -400,8 +400,9 @@ def demo(name: str, size: tuple[int, int], fps: float, duration: float | None, b
         if not _broker_running(broker):
             children.append(_spawn("broker", "--bind", broker))
         w, h = size
-        children.append(_spawn("testsrc", name, "--size", f"{w}x{h}", "--fps", str(fps),
-                               "--broker", broker))
+        # The demo's producer is a real decoder worker, fed by the built-in test pattern.
+        children.append(_spawn("decode", "testsrc", "--name", name, "--size", f"{w}x{h}",
+                               "--fps", str(fps), "--broker", broker))
         log.info("demo: stream %r at %dx%d, %s fps; in another shell try `framebus ls` "
                  "or `python examples/opencv_client.py`; Ctrl-C stops", name, w, h, fps)
         _watch(name, duration, "latest", broker)

@@ -13,6 +13,7 @@ import framebus
 
 import media
 from conftest import leftover_segments, wait_until
+from rtsp import rtsp_server  # noqa: F401  (fixture)
 
 
 def decode(procs, source, name, *args):
@@ -190,3 +191,24 @@ def test_testsrc_and_decoder_figures_reach_the_broker(procs, broker, stream_name
     procs.stop(worker, signal.SIGTERM)
     assert worker.returncode == 0
     wait_until(lambda: not leftover_segments(), 3, what="the ring to be unlinked")
+
+
+def test_rtsp_source_reconnects_after_the_server_dies(procs, broker, stream_name, rtsp_server):
+    decode(procs, rtsp_server.url, stream_name, "--timeout", "2")
+    with framebus.Subscriber(stream_name) as sub:
+        before = [sub.recv(timeout=15) for _ in range(10)]
+        assert before[-1].shape == (240, 320, 3)
+        rtsp_server.kill()
+        with pytest.raises(framebus.Timeout):  # drain what was in flight, then silence
+            while True:
+                sub.recv(timeout=1.0)
+        rtsp_server.start()
+        resumed = sub.recv(timeout=20)
+        after = [sub.recv(timeout=5) for _ in range(10)]
+        assert resumed.stream == stream_name and after[-1].seq > before[-1].seq
+        assert after[-1].generation == before[-1].generation, "same ring, same geometry"
+        info = wait_until(lambda: (i := next(s for s in framebus.streams()
+                                              if s.name == stream_name))
+                          and i.figures.get("reconnects", 0) >= 1 and i, 5,
+                          what="the reconnect to be counted")
+        assert info.alive and info.figures["decode_fps"] > 0
