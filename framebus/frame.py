@@ -1,4 +1,4 @@
-"""Frame: one received frame, a read-only view into a ring slot."""
+"""Frame: one received frame, a read-only view into a ring slot, or an array of its own."""
 
 from __future__ import annotations
 
@@ -15,17 +15,24 @@ from .shm import RingReader
 class Frame:
     """A frame as a subscriber receives it.
 
-    ``array`` is the slot itself, mapped read-only: no copy is made. The
-    writer reuses the slot once the ring wraps around, so a reader that keeps
-    a frame for long checks ``valid()`` after using ``array``, or takes
-    ``copy()``, which never returns a torn frame.
+    From shared memory, ``array`` is the slot itself, mapped read-only: no
+    copy is made. The writer reuses the slot once the ring wraps around, so a
+    reader that keeps a frame for long checks ``valid()`` after using
+    ``array``, or takes ``copy()``, which never returns a torn frame.
+
+    From the network, ``array`` is a read-only array that owns its buffer:
+    it stays valid for as long as it is kept.
     """
 
     __slots__ = ("stream", "seq", "generation", "slot", "pts", "time_base", "timestamp_ns",
-                 "fmt", "skipped", "_ring")
+                 "fmt", "skipped", "_ring", "_pixels")
 
-    def __init__(self, ring: RingReader, desc: Descriptor, skipped: int = 0) -> None:
+    def __init__(self, desc: Descriptor, skipped: int = 0, *, ring: RingReader | None = None,
+                 pixels: np.ndarray | None = None) -> None:
+        if (ring is None) == (pixels is None):
+            raise TypeError("a Frame lies in a ring slot or in its own pixels: give one")
         self._ring = ring
+        self._pixels = pixels
         self.stream = desc.stream
         self.seq = desc.seq
         self.generation = desc.generation
@@ -40,16 +47,21 @@ class Frame:
 
     @property
     def array(self) -> np.ndarray:
-        """The pixels, in shared memory, read-only."""
-        return self._ring.view(self.slot)
+        """The pixels, read-only: in shared memory, or the frame's own."""
+        return self._pixels if self._ring is None else self._ring.view(self.slot)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._ring.geometry.shape
+        return self.array.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self._ring.geometry.dtype
+        return self.array.dtype
+
+    @property
+    def remote(self) -> bool:
+        """Whether the frame came over the network (and owns its pixels)."""
+        return self._ring is None
 
     @property
     def time(self) -> float | None:
@@ -64,11 +76,19 @@ class Frame:
         return (time.time_ns() - self.timestamp_ns) / 1e9
 
     def valid(self) -> bool:
-        """Whether the slot still holds this frame; False once the writer reused it."""
-        return self._ring.holds(self.slot, self.seq)
+        """Whether the slot still holds this frame; False once the writer reused it.
+
+        Always True for a frame with pixels of its own.
+        """
+        return self._ring is None or self._ring.holds(self.slot, self.seq)
 
     def copy(self, out: np.ndarray | None = None) -> np.ndarray:
-        """A private copy of the pixels; raises FrameOverwritten if the slot was reused."""
+        """A private, writable copy of the pixels; raises FrameOverwritten if the slot was reused."""
+        if self._ring is None:
+            if out is None:
+                return self._pixels.copy()
+            np.copyto(out, self._pixels)
+            return out
         return self._ring.copy(self.slot, self.seq, out)
 
     def to_bgr(self, out: np.ndarray | None = None) -> np.ndarray:

@@ -124,7 +124,7 @@ class Subscriber:
             return None
         skipped, self._skipped = self._skipped, 0
         self.received += 1
-        return Frame(ring, desc, skipped)
+        return Frame(desc, skipped, ring=ring)
 
     def _count_gap_before(self, seq: int) -> None:
         last, self._last_seq = self._last_seq, seq
