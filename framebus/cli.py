@@ -299,9 +299,12 @@ def testsrc(name: str, size: tuple[int, int], fps: float, slots: int, frames: in
               help="RTSP transport.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds to wait for a network source to connect or send.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Decoder threads; 0: FFmpeg's choice (fastest for one stream), "
+                   "1: least CPU a frame (for many streams on few cores).")
 @broker_option
 def decode(source: str, name: str, fmt: str, size: tuple[int, int] | None, fps: float | None,
-           slots: int, loop: bool, fast: bool, transport: str, timeout: float,
+           slots: int, loop: bool, fast: bool, transport: str, timeout: float, threads: int,
            broker: str) -> None:
     """Decode SOURCE into stream NAME.
 
@@ -315,7 +318,7 @@ def decode(source: str, name: str, fmt: str, size: tuple[int, int] | None, fps: 
     try:
         options = DecodeOptions(name=validate_stream_name(name), fmt=fmt, size=size, fps=fps,
                                 slots=slots, loop=loop, fast=fast, rtsp_transport=transport,
-                                timeout=timeout, broker=broker)
+                                timeout=timeout, threads=threads, broker=broker)
         worker = DecodeWorker(Source.parse(source), options)
         status = worker.run()
     except KeyboardInterrupt:

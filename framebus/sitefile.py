@@ -54,12 +54,13 @@ class StreamSpec:
     fast: bool = False
     transport: str = "tcp"
     timeout: float = 5.0
+    threads: int = 0
 
     def decode_args(self) -> list[str]:
         """The command line of `framebus decode` for this stream (broker excluded)."""
         args = ["decode", self.source, "--name", self.name, "--format", self.format,
                 "--slots", str(self.slots), "--transport", self.transport,
-                "--timeout", str(self.timeout)]
+                "--timeout", str(self.timeout), "--threads", str(self.threads)]
         if self.size:
             args += ["--size", self.size]
         if self.fps:
@@ -138,11 +139,13 @@ def _check_options(options: dict, context: str, require_source: bool) -> None:
         "fast": lambda v: isinstance(v, bool),
         "transport": lambda v: v in ("tcp", "udp"),
         "timeout": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+        "threads": lambda v: type(v) is int and 0 <= v <= 64,
     }
     hints = {"format": f"one of {', '.join(pixfmt.FORMATS)}", "size": "WIDTHxHEIGHT",
              "slots": "an integer from 1 to 1024", "transport": "tcp or udp",
              "fps": "a positive number", "timeout": "a positive number of seconds",
-             "loop": "true or false", "fast": "true or false", "source": "a non-empty string"}
+             "loop": "true or false", "fast": "true or false", "source": "a non-empty string",
+             "threads": "an integer from 0 (FFmpeg's choice) to 64"}
     for key, value in options.items():
         if not checks[key](value):
             raise SiteError(f"{context}: {key} = {value!r} is not valid; expected {hints[key]}")
