@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from fractions import Fraction
 
 import click
 from rich.console import Console
@@ -20,6 +21,7 @@ from . import config, pixfmt
 from .discovery import BrokerClient, StreamInfo
 from .errors import BrokerUnavailable, FramebusError, Timeout
 from .meter import Meter
+from .options import broker_option
 from .supervisor import die_with_supervisor
 
 log = logging.getLogger("framebus.cli")
@@ -35,10 +37,6 @@ def _size(ctx, param, value: str) -> tuple[int, int]:
         pass
     raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x720, got {value!r}")
 
-
-broker_option = click.option(
-    "--broker", envvar="FRAMEBUS_BROKER", default=config.DEFAULT_BROKER, show_default=True,
-    help="Broker endpoint (also $FRAMEBUS_BROKER).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -271,7 +269,8 @@ def testsrc(name: str, size: tuple[int, int], fps: float, slots: int, frames: in
 
     w, h = size
     try:
-        pub = Publisher(name, shape=(h, w, 3), fmt="bgr24", slots=slots, broker=broker)
+        pub = Publisher(name, shape=(h, w, 3), fmt="bgr24", slots=slots, broker=broker,
+                        time_base=1 / Fraction(fps).limit_denominator(1001) if fps > 0 else None)
     except (FramebusError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     log.info("publishing test pattern %s: %dx%d at %s fps", name, w, h, fps or "max")
@@ -414,6 +413,17 @@ def demo(name: str, size: tuple[int, int], fps: float, duration: float | None, b
     finally:
         for child in reversed(children):
             _stop(child)
+
+
+def _add_clients() -> None:
+    """The ready-to-run consumers of clients/, as subcommands."""
+    from .clients import record, snapshot, view
+
+    for module in (view, record, snapshot):
+        main.add_command(module.command, module.__name__.rsplit(".", 1)[1])
+
+
+_add_clients()
 
 
 def _broker_running(address: str) -> bool:
