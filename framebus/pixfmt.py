@@ -12,7 +12,8 @@ yuv420p    (h * 3 // 2, w)     planar I420: Y (h rows), then U, then V, each
                                (h/2, w/2) laid row after row; w and h even
 =========  ==================  ===============================================
 
-A format name the table does not know is passed through untouched (``raw``, or a
+Producers may also publish ``bgra`` (h, w, 4), which ``to_bgr`` converts too. A
+format name framebus does not know is passed through untouched (``raw``, or a
 producer's own format): its shape is whatever the producer declared.
 """
 
@@ -37,6 +38,20 @@ def shape_of(fmt: str, width: int, height: int) -> tuple[int, ...]:
     raise ValueError(f"unknown pixel format {fmt!r}; choose among {', '.join(FORMATS)}")
 
 
+def check_shape(fmt: str, shape: tuple[int, ...]) -> None:
+    """Raise ValueError if an array of *shape* cannot hold a picture in *fmt*."""
+    if fmt not in FORMATS:
+        return
+    if len(shape) < 2:
+        raise ValueError(f"a {fmt} frame needs at least 2 dimensions, got {shape}")
+    width, height = picture_size(fmt, shape)
+    if fmt == "yuv420p" and shape[0] % 3:
+        raise ValueError(f"a yuv420p frame has h*3/2 rows: {shape[0]} is not a multiple of 3")
+    if shape_of(fmt, width, height) != tuple(shape):
+        raise ValueError(f"shape {tuple(shape)} is not a {fmt} picture; a {width}x{height} "
+                         f"one is {shape_of(fmt, width, height)}")
+
+
 def picture_size(fmt: str, shape: tuple[int, ...]) -> tuple[int, int]:
     """(width, height) of the picture held in an array of *shape* in *fmt*."""
     if fmt == "yuv420p":
@@ -56,7 +71,11 @@ def to_bgr(array: np.ndarray, fmt: str, out: np.ndarray | None = None) -> np.nda
         np.copyto(out, array)
         return out
     codes = {"rgb24": cv2.COLOR_RGB2BGR, "gray": cv2.COLOR_GRAY2BGR,
-             "yuv420p": cv2.COLOR_YUV2BGR_I420}
+             "yuv420p": cv2.COLOR_YUV2BGR_I420, "bgra": cv2.COLOR_BGRA2BGR}
     if fmt not in codes:
         raise ValueError(f"cannot convert pixel format {fmt!r} to BGR")
-    return cv2.cvtColor(array, codes[fmt], dst=out)
+    try:
+        return cv2.cvtColor(array, codes[fmt], dst=out)
+    except cv2.error as exc:
+        raise ValueError(f"cannot convert a {array.shape} {array.dtype} array as {fmt}: "
+                         f"{exc.err}") from None

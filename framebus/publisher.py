@@ -18,7 +18,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from . import config
+from . import config, pixfmt
 from .descriptor import Descriptor
 from .discovery import BrokerClient
 from .errors import BrokerUnavailable, FramebusError, StreamInUse, StreamNotFound
@@ -40,6 +40,14 @@ def default_fmt(shape: tuple[int, ...], dtype: np.dtype) -> str:
     return "raw"
 
 
+def _geometry(shape, dtype, fmt: str | None) -> Geometry:
+    """The geometry of a ring, refusing a shape that cannot hold a picture in *fmt*."""
+    dtype = np.dtype(dtype)
+    fmt = fmt or default_fmt(tuple(shape), dtype)
+    pixfmt.check_shape(fmt, tuple(shape))
+    return Geometry.of(shape, dtype, fmt)
+
+
 class Publisher:
     """Publish frames of one stream.
 
@@ -55,7 +63,7 @@ class Publisher:
         self.name = validate_stream_name(name)
         self.time_base = time_base
         self._segment = config.segment_name(name)
-        geometry = Geometry.of(shape, dtype, fmt or default_fmt(tuple(shape), np.dtype(dtype)))
+        geometry = _geometry(shape, dtype, fmt)
         self._ring = RingWriter.create(self._segment, geometry, slots)
         self._topic = topic(name)
         self._context = zmq.Context()
@@ -133,8 +141,7 @@ class Publisher:
         Subscribers notice from the next descriptor and map the new ring by
         themselves; frames they still hold from the old one stay readable.
         """
-        dtype = np.dtype(dtype) if dtype is not None else self.geometry.dtype
-        geometry = Geometry.of(shape, dtype, fmt or default_fmt(tuple(shape), dtype))
+        geometry = _geometry(shape, self.geometry.dtype if dtype is None else dtype, fmt)
         old = self._ring
         old.close(unlink=True)
         self._ring = RingWriter.create(self._segment, geometry, old.slot_count, old.generation + 1)

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import free_port, leftover_segments
+from conftest import leftover_segments
 
 
 def test_demo_shows_frames_flowing_and_cleans_up(procs, broker_address):
