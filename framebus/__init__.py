@@ -9,7 +9,7 @@ The public API::
 """
 
 from .discovery import BrokerClient, StreamInfo, streams
-from .errors import (BrokerUnavailable, FrameOverwritten, FramebusError, InvalidName,
+from .errors import (AccessDenied, BrokerUnavailable, FrameOverwritten, FramebusError, InvalidName,
                      ProtocolError, RingError, ShmFull, StreamInUse, StreamNotFound, Timeout)
 from .frame import Frame
 from .publisher import Publisher
@@ -18,7 +18,7 @@ from .subscriber import Subscriber
 __version__ = "0.1.0"
 
 __all__ = [
-    "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten", "FramebusError",
+    "AccessDenied", "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten", "FramebusError",
     "InvalidName", "ProtocolError", "Publisher", "RingError", "ShmFull", "StreamInUse",
     "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "streams",
 ]

@@ -24,6 +24,7 @@ from . import config
 from .discovery import MAX_MESSAGE, StreamInfo
 from .errors import FramebusError, InvalidName
 from .names import validate_stream_name
+from .remote.keys import KeyFileError, ServerKeys, is_local
 from .shm import reclaim
 from .shm.layout import MAX_NDIM
 from .shm.segment import pid_alive
@@ -66,56 +67,92 @@ class _Entry:
         return wire
 
 
+@dataclass
+class _Relay:
+    endpoint: str
+    pid: int
+    last_seen: float
+
+
 class Broker:
     """The discovery service. ``run()`` serves until ``stop`` is set."""
 
-    def __init__(self, bind: str | None = None, *, context: zmq.Context | None = None,
+    def __init__(self, bind: str | list[str] | None = None, *,
+                 context: zmq.Context | None = None, keys_dir: str | None = None,
                  dead_after: float = config.DEAD_AFTER, forget_after: float = FORGET_AFTER) -> None:
-        self.address = config.broker_address(bind)
+        binds = [bind] if isinstance(bind, str) else list(bind or [])
+        self.binds = binds or [config.broker_address()]
+        self.address = self.binds[0]
         self.host = config.host_id()
         self.dead_after = dead_after
         self.forget_after = forget_after
         self._entries: dict[str, _Entry] = {}
+        self._relays: dict[str, _Relay] = {}
         self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.ROUTER)
-        self._socket.linger = 0
-        # An oversized message drops its sender's connection instead of our memory.
-        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        self._keys: ServerKeys | None = None
+        self._sockets: list[zmq.Socket] = []
         try:
-            self._socket.bind(self.address)
-        except zmq.ZMQError as exc:
-            self._socket.close()
-            raise FramebusError(f"broker cannot bind {self.address}: {exc}") from None
-        if not _is_local(self.address):
-            log.warning("broker bound to %s, beyond loopback, without authentication", self.address)
+            self._bind_all(keys_dir)
+        except BaseException:
+            self.close()
+            raise
         self.requests = 0
         self.rejected = 0
 
+    def _bind_all(self, keys_dir: str | None) -> None:
+        """Loopback endpoints are served as they are; any other only with CurveZMQ."""
+        remote = [b for b in self.binds if not is_local(b)]
+        if remote and keys_dir is None:
+            raise KeyFileError(f"{', '.join(remote)} is beyond loopback: the broker serves it "
+                               "only with CurveZMQ; pass --curve-keys DIR (framebus keygen)")
+        if keys_dir is not None:
+            self._keys = ServerKeys(keys_dir)
+            self._keys.start(self._context)
+        for endpoint in self.binds:
+            socket = self._context.socket(zmq.ROUTER)
+            socket.linger = 0
+            # An oversized message drops its sender's connection instead of our memory.
+            socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+            if not is_local(endpoint):
+                self._keys.apply(socket)
+            try:
+                socket.bind(endpoint)
+            except zmq.ZMQError as exc:
+                socket.close()
+                raise FramebusError(f"broker cannot bind {endpoint}: {exc}") from None
+            self._sockets.append(socket)
+
     def run(self, stop: threading.Event | None = None) -> None:
-        log.info("broker serving on %s (host %s)", self.address, self.host)
+        log.info("broker serving on %s (host %s)", ", ".join(self.binds), self.host)
         stop = stop or threading.Event()
+        poller = zmq.Poller()
+        for socket in self._sockets:
+            poller.register(socket, zmq.POLLIN)
         next_sweep = 0.0
         while not stop.is_set():
-            if self._socket.poll(100, zmq.POLLIN):
-                self._serve_one(self._socket.recv_multipart())
+            for socket, _ in poller.poll(100):
+                self._serve_one(socket, socket.recv_multipart())
             now = time.monotonic()
             if now >= next_sweep:
                 self._sweep(now)
                 next_sweep = now + 0.1
 
     def close(self) -> None:
-        self._socket.close(linger=0)
+        for socket in self._sockets:
+            socket.close(linger=0)
+        if self._keys is not None:
+            self._keys.stop()
 
     # -- requests ------------------------------------------------------------
 
-    def _serve_one(self, frames: list[bytes]) -> None:
+    def _serve_one(self, socket: zmq.Socket, frames: list[bytes]) -> None:
         self.requests += 1
         # DEALER clients send [empty, payload]; ROUTER prepends their identity.
         if len(frames) != 3 or frames[1] != b"":
             self.rejected += 1
             log.warning("dropped a request with a malformed envelope (%d frames)", len(frames))
             if len(frames) >= 2:
-                self._reply(frames[0], {"ok": False, "code": "bad_request",
+                self._reply(socket, frames[0], {"ok": False, "code": "bad_request",
                                         "error": "malformed envelope: send [empty, msgpack]"})
             return
         identity, payload = frames[0], frames[2]
@@ -135,11 +172,11 @@ class Broker:
             self.rejected += 1
             log.info("refused request: %s", reply["error"])
         reply["id"] = rid if _is_int(rid) else None
-        self._reply(identity, reply)
+        self._reply(socket, identity, reply)
 
-    def _reply(self, identity: bytes, reply: dict) -> None:
+    def _reply(self, socket: zmq.Socket, identity: bytes, reply: dict) -> None:
         try:
-            self._socket.send_multipart([identity, b"", msgpack.packb(reply)], zmq.NOBLOCK)
+            socket.send_multipart([identity, b"", msgpack.packb(reply)], zmq.NOBLOCK)
         except zmq.Again:
             log.warning("dropped a reply to a client that is not reading")
 
@@ -191,21 +228,49 @@ class Broker:
         entry = self._entries.get(name)
         if entry is None:
             raise Refused("not_found", f"no stream named {name!r}")
-        return {"ok": True, "stream": entry.snapshot(time.monotonic())}
+        return {"ok": True, "stream": self._describe(entry, time.monotonic())}
 
     def _list(self, req: dict) -> dict:
         now = time.monotonic()
-        return {"ok": True, "streams": [e.snapshot(now) for _, e in sorted(self._entries.items())]}
+        return {"ok": True,
+                "streams": [self._describe(e, now) for _, e in sorted(self._entries.items())],
+                "relays": [{"host": host, "endpoint": r.endpoint, "pid": r.pid,
+                            "alive": now - r.last_seen <= self.dead_after}
+                           for host, r in sorted(self._relays.items())]}
+
+    def _describe(self, entry: _Entry, now: float) -> dict:
+        """A stream as clients see it: with the relay that serves its host, if one is alive."""
+        wire = entry.snapshot(now)
+        relay = self._relays.get(entry.info.host)
+        wire["relay"] = relay.endpoint if relay and now - relay.last_seen <= self.dead_after \
+            else None
+        return wire
+
+    def _relay(self, req: dict) -> dict:
+        """A relay says it serves its host's streams (sent again every heartbeat)."""
+        host = _str_field(req, "host")
+        endpoint = _str_field(req, "endpoint")
+        if not endpoint.startswith("tcp://"):
+            raise BadRequest("field 'endpoint' of a relay must be a tcp:// address")
+        pid = _int_field(req, "pid", 1, 2**31)
+        known = self._relays.get(host)
+        if known is None or (known.endpoint, known.pid) != (endpoint, pid):
+            log.info("relay for host %s at %s (pid %d)", host, endpoint, pid)
+        self._relays[host] = _Relay(endpoint, pid, time.monotonic())
+        return {"ok": True}
 
     def _ping(self, req: dict) -> dict:
         return {"ok": True, "host": self.host}
 
     _handlers = {"register": _register, "heartbeat": _heartbeat, "unregister": _unregister,
-                 "lookup": _lookup, "list": _list, "ping": _ping}
+                 "lookup": _lookup, "list": _list, "ping": _ping, "relay": _relay}
 
     # -- liveness --------------------------------------------------------------
 
     def _sweep(self, now: float) -> None:
+        for host, relay in list(self._relays.items()):
+            if now - relay.last_seen > self.forget_after:
+                del self._relays[host]
         for name, entry in list(self._entries.items()):
             silent = now - entry.last_seen
             if entry.info.alive and silent > self.dead_after:
@@ -311,8 +376,3 @@ def _stream_info(req: dict) -> StreamInfo:
         fmt=_str_field(req, "fmt", 15),
         slots=_int_field(req, "slots", 1, 1024),
     )
-
-
-def _is_local(address: str) -> bool:
-    return address.startswith(("ipc://", "inproc://")) or any(
-        host in address for host in ("//127.", "//localhost:", "//[::1]"))

@@ -55,22 +55,50 @@ def main(verbose: int) -> None:
     if not verbose:
         logging.getLogger("framebus").setLevel(logging.WARNING)
         log.setLevel(logging.INFO)
-        for chatty in ("framebus.broker", "framebus.supervisor"):  # services say what they do
+        for chatty in ("framebus.broker", "framebus.supervisor", "framebus.remote.relay"):  # services say what they do
             logging.getLogger(chatty).setLevel(logging.INFO)
     # SIGTERM unwinds like Ctrl-C, so every `finally` runs and rings are unlinked.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     die_with_supervisor()
 
 
+curve_keys_option = click.option(
+    "--curve-keys", type=click.Path(file_okay=False), default=None,
+    help="CurveZMQ key directory (server.key_secret, authorized/*.key); required to bind "
+         "beyond loopback. Made with `framebus keygen`.")
+
+
 @main.command()
-@click.option("--bind", envvar="FRAMEBUS_BROKER", default=config.DEFAULT_BROKER,
-              show_default=True, help="Where to listen (also $FRAMEBUS_BROKER).")
-def broker(bind: str) -> None:
+@click.option("--bind", "binds", multiple=True, envvar="FRAMEBUS_BROKER",
+              default=[config.DEFAULT_BROKER], show_default=True,
+              help="Where to listen (also $FRAMEBUS_BROKER); repeat for several endpoints.")
+@curve_keys_option
+def broker(binds: tuple[str, ...], curve_keys: str | None) -> None:
     """Run the discovery and liveness service."""
     from .broker import Broker
 
+    _serve(lambda: Broker(list(binds), keys_dir=curve_keys))
+
+
+@main.command()
+@click.option("--bind", "binds", multiple=True, default=["tcp://127.0.0.1:5556"],
+              show_default=True, help="Where to serve remote subscribers; repeat for several.")
+@click.option("--advertise", default=None,
+              help="The address other hosts reach this relay at (needed when bound to 0.0.0.0).")
+@curve_keys_option
+@broker_option
+def relay(binds: tuple[str, ...], advertise: str | None, curve_keys: str | None,
+          broker: str) -> None:
+    """Serve this host's streams to subscribers on other hosts."""
+    from .remote.relay import Relay
+
+    _serve(lambda: Relay(list(binds), broker=broker, keys_dir=curve_keys, advertise=advertise))
+
+
+def _serve(make_service) -> None:
+    """Run a service until Ctrl-C or SIGTERM; a failure to start is one clear line."""
     try:
-        service = Broker(bind)
+        service = make_service()
     except FramebusError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -79,6 +107,26 @@ def broker(bind: str) -> None:
         pass
     finally:
         service.close()
+
+
+@main.command()
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Where to write NAME.key and NAME.key_secret.")
+def keygen(name: str, directory: str) -> None:
+    """Make a CurveZMQ key pair: NAME.key (public) and NAME.key_secret (owner-only).
+
+    A server (broker or relay bound beyond loopback) uses server.key_secret from its
+    --curve-keys DIR and admits the client keys in DIR/authorized/. A client sets
+    $FRAMEBUS_KEYS to a directory holding client.key_secret and the server's server.key.
+    """
+    from .remote.keys import generate
+
+    try:
+        public, secret = generate(name, directory)
+    except FramebusError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"public key: {public}\nsecret key: {secret} (keep it on this machine)")
 
 
 @main.command("ls")

@@ -17,8 +17,10 @@ import msgpack
 import zmq
 
 from . import config
-from .errors import BrokerUnavailable, FramebusError, ProtocolError, StreamInUse, StreamNotFound
+from .errors import (AccessDenied, BrokerUnavailable, FramebusError, ProtocolError, StreamInUse,
+                     StreamNotFound)
 from .names import validate_stream_name
+from .remote.keys import is_local, secure_client
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class StreamInfo:
     #: The producer's own figures, e.g. a decoder's decode_fps, dropped, decode_errors,
     #: reconnects.
     figures: dict = field(default_factory=dict)
+    #: The relay serving the stream's host to other hosts, if one runs there.
+    relay: str | None = None
 
     def to_wire(self) -> dict:
         d = asdict(self)
@@ -85,6 +89,8 @@ class BrokerClient:
         self._context = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._refused = False
 
     def _connect(self) -> zmq.Socket:
         if self._socket is None:
@@ -92,6 +98,13 @@ class BrokerClient:
             s.linger = 0
             # Queue nothing while the broker is away: fail fast instead.
             s.immediate = True
+            try:
+                secure_client(s, self.address)  # CurveZMQ beyond loopback
+            except FramebusError:
+                s.close()
+                raise
+            if not is_local(self.address):
+                self._monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
             s.connect(self.address)
             self._socket = s
         return self._socket
@@ -99,8 +112,20 @@ class BrokerClient:
     def _reset(self) -> None:
         # A fresh socket drops replies to requests we have given up on.
         if self._socket is not None:
+            self._refused = self._monitor is not None and self._monitor.poll(0) != 0
+            if self._monitor is not None:
+                self._socket.disable_monitor()
+                self._monitor.close(linger=0)
+                self._monitor = None
             self._socket.close(linger=0)
             self._socket = None
+
+    def _unavailable(self, message: str) -> FramebusError:
+        self._reset()
+        if self._refused:
+            return AccessDenied(f"the broker at {self.address} refused this client's key: ask "
+                                "its operator to add this client's public key to its authorized keys")
+        return BrokerUnavailable(message)
 
     def request(self, op: str, timeout: float | None = None, **fields) -> dict:
         """Send one request and return the reply's fields.
@@ -113,16 +138,14 @@ class BrokerClient:
         rid = next(self._ids)
         payload = msgpack.packb({"op": op, "id": rid, **fields})
         if s.poll(int(timeout * 1000), zmq.POLLOUT) == 0:
-            self._reset()
-            raise BrokerUnavailable(f"broker at {self.address} is not reachable")
+            raise self._unavailable(f"broker at {self.address} is not reachable")
         s.send_multipart([b"", payload])
         deadline = time.monotonic() + timeout
         while s.poll(max(0, int((deadline - time.monotonic()) * 1000)), zmq.POLLIN):
             reply = _parse_reply(s.recv_multipart())
             if reply is not None and reply.get("id") == rid:
                 return _check(reply)
-        self._reset()
-        raise BrokerUnavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
+        raise self._unavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
 
     def lookup(self, name: str, timeout: float | None = None) -> StreamInfo:
         validate_stream_name(name)
@@ -134,6 +157,13 @@ class BrokerClient:
         if not isinstance(items, list):
             raise ProtocolError("broker list reply has no stream list")
         return [StreamInfo.from_wire(d) for d in items]
+
+    def relays(self, timeout: float | None = None) -> list[dict]:
+        """The relays the broker knows: host, endpoint, pid, alive."""
+        items = self.request("list", timeout).get("relays", [])
+        if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+            raise ProtocolError("broker list reply has a malformed relay list")
+        return items
 
     def close(self) -> None:
         self._reset()

@@ -46,3 +46,7 @@ class RingError(FramebusError):
 
 class ShmFull(FramebusError, OSError):
     """The shared-memory filesystem has no room for a new ring."""
+
+
+class AccessDenied(FramebusError, PermissionError):
+    """A broker or relay beyond loopback refused this client's CurveZMQ key."""

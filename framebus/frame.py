@@ -24,8 +24,8 @@ class Frame:
     it stays valid for as long as it is kept.
     """
 
-    __slots__ = ("stream", "seq", "generation", "slot", "pts", "time_base", "timestamp_ns",
-                 "fmt", "skipped", "_ring", "_pixels")
+    __slots__ = ("stream", "seq", "generation", "token", "slot", "pts", "time_base",
+                 "timestamp_ns", "fmt", "skipped", "_ring", "_pixels")
 
     def __init__(self, desc: Descriptor, skipped: int = 0, *, ring: RingReader | None = None,
                  pixels: np.ndarray | None = None) -> None:
@@ -36,6 +36,8 @@ class Frame:
         self.stream = desc.stream
         self.seq = desc.seq
         self.generation = desc.generation
+        #: The ring's random token: a new one means a restarted producer or a new generation.
+        self.token = desc.token
         self.slot = desc.slot
         self.pts = desc.pts
         self.time_base: Fraction | None = desc.time_base

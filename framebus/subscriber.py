@@ -1,19 +1,28 @@
-"""Subscriber: the consumer's side of a stream.
+"""Subscriber: the consumer's side of a stream, on this host or another.
 
-A Subscriber asks the broker where the stream's descriptors are published,
-subscribes to them, and maps the stream's ring read-only. It re-resolves by
-itself: before the producer exists, after the producer restarts, and after
-the broker comes back.
+A Subscriber asks the broker where the stream is and takes one of two paths to it:
 
-Two modes. ``"latest"`` (the default) keeps only the newest descriptor, so a
-slow reader always gets the freshest frame and ``dropped`` counts what it
-missed. ``"all"`` queues descriptors and returns every frame in order, as
-long as the reader keeps within the ring; any gap is reported in
-``Frame.skipped`` and ``dropped``.
+- **shared memory** (``transport="shm"``), when the producer runs on this host:
+  descriptors over ZeroMQ, pixels mapped read-only from the ring, zero copies;
+- **the network** (``transport="tcp"``), through the relay of the producer's
+  host: each frame's pixels arrive in a message of their own
+  (framebus/remote/receiver.py).
+
+``transport="auto"`` (the default) takes shared memory when the stream's ring can
+be mapped here and is the one the broker describes (the ring's random token must
+match, so a segment of the same name on another host is never mistaken for it),
+and the network otherwise. Either way the subscriber re-resolves by itself:
+before the producer exists, after it restarts, after the broker comes back.
+
+Two modes. ``"latest"`` (the default) always gets the freshest frame, and
+``dropped`` counts what it missed. ``"all"`` (shared memory only) queues
+descriptors and returns every frame in order, as long as the reader keeps within
+the ring; any gap is reported in ``Frame.skipped`` and ``dropped``.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Iterator
@@ -26,11 +35,13 @@ from .discovery import BrokerClient, StreamInfo
 from .errors import BrokerUnavailable, ProtocolError, RingError, StreamNotFound, Timeout
 from .frame import Frame
 from .names import topic, validate_stream_name
+from .remote import wire
 from .shm import RingReader
 
 log = logging.getLogger(__name__)
 
 MODES = ("latest", "all")
+TRANSPORTS = ("auto", "shm", "tcp")
 #: Ask the broker again when the stream has been silent this long (seconds).
 RESOLVE_WHEN_SILENT = 1.0
 _POLL_SLICE = 0.25
@@ -45,140 +56,147 @@ class Subscriber:
     """
 
     def __init__(self, name: str, *, broker: str | None = None, mode: str = "latest",
-                 queue: int = 1000) -> None:
+                 queue: int = 1000, transport: str = "auto", codec: str = "raw",
+                 quality: int = 90) -> None:
         self.name = validate_stream_name(name)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
+        if transport == "tcp" and mode == "all":
+            raise ValueError("mode='all' needs shared memory: over the network a subscriber "
+                             "always gets the newest frame")
+        if codec not in wire.CODECS:
+            raise ValueError(f"codec must be one of {wire.CODECS}, not {codec!r}")
+        if type(quality) is not int or not 1 <= quality <= 100:
+            raise ValueError(f"quality must be an integer from 1 to 100, not {quality!r}")
         self.mode = mode
-        self._topic = topic(name)
+        self.transport = transport
+        self.queue = queue
+        self.want = wire.Want(name, codec, quality)
         self._context = zmq.Context()
-        self._socket = self._context.socket(zmq.SUB)
-        self._socket.linger = 0
-        if mode == "latest":
-            self._socket.conflate = True  # keep only the newest descriptor
-        else:
-            self._socket.rcvhwm = queue
-        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
         self._broker = BrokerClient(broker, context=self._context, timeout=0.5)
         self.info: StreamInfo | None = None
-        self._endpoint: str | None = None
-        self._ring: RingReader | None = None
-        self._asked_about: bytes | None = None
-        self._last_seq: int | None = None
-        self._skipped = 0  # missed since the last frame returned
+        self._path: ShmPath | None = None
+        self._counts = Counts()
         self._last_message = time.monotonic()
         self._next_resolve = 0.0
-        #: Frames published but never returned by recv(): skipped for being
-        #: slow, or overwritten before they could be mapped.
-        self.dropped = 0
-        #: Frames returned by recv().
-        self.received = 0
-        #: Descriptors refused as malformed or inconsistent with the ring.
-        self.rejected = 0
+        self._unreachable: str | None = None  # why no path reaches the stream, if none does
+        self._said_all = False
         self._closed = False
         self._resolve()
+
+    # -- figures ---------------------------------------------------------------
+
+    @property
+    def received(self) -> int:
+        """Frames returned by recv()."""
+        return self._counts.received
+
+    @property
+    def dropped(self) -> int:
+        """Frames published but never returned: skipped for being slow, or lapped."""
+        return self._counts.dropped
+
+    @property
+    def rejected(self) -> int:
+        """Messages refused as malformed or inconsistent with the ring."""
+        return self._counts.rejected
+
+    @property
+    def path(self) -> str | None:
+        """How frames reach this subscriber now: "shm", "tcp", or None before it knows."""
+        return None if self._path is None else self._path.kind
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber knows where the stream's frames come from."""
+        return self._path is not None
 
     # -- receiving -------------------------------------------------------------
 
     def recv(self, timeout: float | None = None) -> Frame:
         """The next frame; waits at most *timeout* seconds (None: forever).
 
-        Raises :class:`framebus.Timeout` when none arrives in time.
+        Raises :class:`framebus.Timeout` when none arrives in time, and
+        :class:`framebus.AccessDenied` when a relay refuses this client's key.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
+            if self._path is not None:
+                self._last_message = max(self._last_message, self._path.last_message)
             if now >= self._next_resolve and now - self._last_message > RESOLVE_WHEN_SILENT:
                 self._resolve(None if deadline is None else max(0.05, deadline - now))
                 now = time.monotonic()
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
-            if wait > 0 and self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
-                frame = self._accept(self._socket.recv())
+            if wait > 0:
+                frame = self._path.receive(wait) if self._path else _idle(wait)
                 if frame is not None:
+                    self._last_message = time.monotonic()
                     return frame
-            elif deadline is not None and time.monotonic() >= deadline:
-                raise Timeout(f"no frame of {self.name!r} within {timeout} s")
+            if deadline is not None and time.monotonic() >= deadline:
+                if self._path is not None:
+                    self._path.abandon()
+                why = f" ({self._unreachable})" if self._unreachable else ""
+                raise Timeout(f"no frame of {self.name!r} within {timeout} s{why}")
 
     def __iter__(self) -> Iterator[Frame]:
         while not self._closed:
             yield self.recv()
 
-    def _accept(self, message: bytes) -> Frame | None:
-        self._last_message = time.monotonic()
-        try:
-            if not message.startswith(self._topic):
-                raise ProtocolError("descriptor of another stream")
-            desc = Descriptor.unpack(message[len(self._topic):])
-            ring = self._ring_for(desc)
-            if ring is None:
-                self._count_missed(1)  # its ring is already gone
-                return None
-            _check_against_ring(desc, ring)
-        except (ProtocolError, RingError) as exc:
-            self.rejected += 1
-            log.warning("%s: rejected a descriptor: %s", self.name, exc)
-            return None
-        self._count_gap_before(desc.seq)
-        if not ring.holds(desc.slot, desc.seq):
-            self._count_missed(1)  # lapped before we could take it
-            return None
-        skipped, self._skipped = self._skipped, 0
-        self.received += 1
-        return Frame(desc, skipped, ring=ring)
-
-    def _count_gap_before(self, seq: int) -> None:
-        last, self._last_seq = self._last_seq, seq
-        if last is not None and seq > last + 1:  # else: in order, first, or a restarted producer
-            self._count_missed(seq - last - 1)
-
-    def _count_missed(self, n: int) -> None:
-        self.dropped += n
-        self._skipped += n
-
-    def _ring_for(self, desc: Descriptor) -> RingReader | None:
-        """The mapped ring that *desc* points into, mapping it if it is new."""
-        if self._ring is not None and self._ring.token == desc.token:
-            return self._ring
-        if (self.info is None or self.info.token != desc.token) and self._asked_about != desc.token:
-            self._asked_about = desc.token  # once per ring, however the broker answers
-            self._resolve()  # a new producer or generation: refresh what we know of it
-        segment = self.info.segment if self.info else config.segment_name(self.name)
-        try:
-            ring = RingReader.open(segment)
-        except RingError:
-            return None  # replaced or removed since the descriptor was sent
-        if ring.token != desc.token:
-            ring.close()
-            return None
-        if self._ring is not None:
-            log.info("%s: new ring (generation %d, %s)", self.name, ring.generation,
-                     ring.geometry.shape)
-        # The old ring is not closed: frames still held keep it mapped until they go.
-        self._ring = ring
-        return ring
-
     # -- discovery -------------------------------------------------------------
 
     def _resolve(self, timeout: float | None = None) -> None:
-        """Ask the broker where the stream is; (re)connect if that changed."""
+        """Ask the broker where the stream is; take or keep the path to it."""
         self._next_resolve = time.monotonic() + 0.5
         try:
             info = self._broker.lookup(self.name, timeout=min(timeout or 0.5, 0.5))
         except (StreamNotFound, BrokerUnavailable) as exc:
             log.debug("%s: not resolved yet: %s", self.name, exc)
             return
-        self.info = info
-        if info.endpoint != self._endpoint:
-            if self._endpoint is not None:
-                self._socket.disconnect(self._endpoint)
-            self._socket.connect(info.endpoint)
-            log.info("%s: subscribed to %s", self.name, info.endpoint)
-            self._endpoint = info.endpoint
+        if self.info is not None and info.token != self.info.token and self._path is not None:
+            self._path.retire(self.info.token)  # a new producer or generation replaced it
+        self.info, previous_reason = info, self._unreachable
+        kind = self._choose(info)
+        if self._unreachable and self._unreachable != previous_reason:
+            log.warning("%s: %s", self.name, self._unreachable)
+        if self._path is not None and self._path.kind != kind:
+            log.info("%s: leaving %s for %s", self.name, self._path.kind, kind)
+            self._path.close()
+            self._path = None
+        if kind is None:
+            return
+        if self._path is None:
+            self._path = _PATHS[kind](self, info)
+        else:
+            self._path.update(info)
 
-    @property
-    def connected(self) -> bool:
-        """Whether the subscriber knows where the stream's descriptors come from."""
-        return self._endpoint is not None
+    def _choose(self, info: StreamInfo) -> str | None:
+        """Which path to take to the stream now, or None if none can reach it (and why)."""
+        self._unreachable = None
+        if self.transport == "shm":
+            if info.host != config.host_id():
+                self._unreachable = (f"its producer is on host {info.host}, this is "
+                                     f"{config.host_id()}: transport='shm' cannot reach it")
+                return None
+            return "shm"
+        # A ring of the same name on another host must never pass for this one: its token
+        # must be the broker's. Once on it, stay: a new generation's token reaches the
+        # broker a heartbeat after the descriptors.
+        staying = self._path is not None and self._path.kind == "shm"
+        local = info.host == config.host_id() and _ring_is_here(info, any_token=staying)
+        if self.transport == "auto" and local:
+            return "shm"
+        if info.relay:
+            if self.mode == "all" and not self._said_all:
+                self._said_all = True
+                log.warning("%s: on host %s, reached over the network, where a subscriber "
+                            "gets the newest frame, not all of them", self.name, info.host)
+            return "tcp"
+        self._unreachable = (f"its producer is on host {info.host} and no relay serves it: "
+                             "run `framebus relay` there")
+        return None
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -186,10 +204,11 @@ class Subscriber:
         if self._closed:
             return
         self._closed = True
+        if self._path is not None:
+            self._path.close()
+            self._path = None
         self._broker.close()
-        self._socket.close(linger=0)
         self._context.term()
-        self._ring = None  # unmapped once the frames the caller still holds are gone
 
     def __enter__(self) -> Subscriber:
         return self
@@ -198,8 +217,131 @@ class Subscriber:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"<Subscriber {self.name} mode={self.mode} received={self.received} "
-                f"dropped={self.dropped}>")
+        return (f"<Subscriber {self.name} mode={self.mode} path={self.path} "
+                f"received={self.received} dropped={self.dropped}>")
+
+
+class Counts:
+    """A subscriber's frame accounting, shared by its paths: received, dropped, rejected."""
+
+    def __init__(self) -> None:
+        self.received = self.dropped = self.rejected = 0
+        self._skipped = 0  # missed since the last frame returned
+        self._last: tuple[bytes, int] | None = None  # (ring token, seq) of the last frame seen
+
+    def seen(self, token: bytes, seq: int) -> None:
+        """A frame of the stream came by: count the gap before it, in the same ring."""
+        last, self._last = self._last, (token, seq)
+        if last is not None and last[0] == token and seq > last[1] + 1:
+            self.missed(seq - last[1] - 1)
+
+    def missed(self, n: int) -> None:
+        self.dropped += n
+        self._skipped += n
+
+    def returned(self) -> int:
+        """A frame is handed to the caller: how many it skipped."""
+        skipped, self._skipped = self._skipped, 0
+        self.received += 1
+        return skipped
+
+
+class ShmPath:
+    """Frames of a stream on this host: descriptors over ZeroMQ, pixels mapped from the ring."""
+
+    kind = "shm"
+
+    def __init__(self, sub: Subscriber, info: StreamInfo) -> None:
+        self._sub = sub
+        self._topic = topic(sub.name)
+        self._socket = sub._context.socket(zmq.SUB)
+        self._socket.linger = 0
+        if sub.mode == "latest":
+            self._socket.conflate = True  # keep only the newest descriptor
+        else:
+            self._socket.rcvhwm = sub.queue
+        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
+        self._endpoint: str | None = None
+        self._ring: RingReader | None = None
+        self._asked_about: bytes | None = None
+        self._retired: collections.deque[bytes] = collections.deque(maxlen=16)
+        self.last_message = 0.0
+        self.update(info)
+
+    def update(self, info: StreamInfo) -> None:
+        if info.endpoint != self._endpoint:
+            if self._endpoint is not None:
+                self._socket.disconnect(self._endpoint)
+            self._socket.connect(info.endpoint)
+            log.info("%s: subscribed to %s", self._sub.name, info.endpoint)
+            self._endpoint = info.endpoint
+
+    def receive(self, wait: float) -> Frame | None:
+        if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
+            return None
+        return self._accept(self._socket.recv())
+
+    def abandon(self) -> None:
+        pass  # descriptors need no asking: nothing is outstanding
+
+    def retire(self, token: bytes) -> None:
+        """Frames of ring *token* are stale now: a descriptor of it still queued is dropped.
+
+        Without this, the last descriptor of a producer that died would be returned,
+        seconds late, after a new producer took over the stream.
+        """
+        self._retired.append(token)
+
+    def _accept(self, message: bytes) -> Frame | None:
+        self.last_message = time.monotonic()
+        counts = self._sub._counts
+        try:
+            if not message.startswith(self._topic):
+                raise ProtocolError("descriptor of another stream")
+            desc = Descriptor.unpack(message[len(self._topic):])
+            if desc.token in self._retired:
+                return None
+            ring = self._ring_for(desc)
+            if ring is None:
+                counts.missed(1)  # its ring is already gone
+                return None
+            _check_against_ring(desc, ring)
+        except (ProtocolError, RingError) as exc:
+            counts.rejected += 1
+            log.warning("%s: rejected a descriptor: %s", self._sub.name, exc)
+            return None
+        counts.seen(desc.token, desc.seq)
+        if not ring.holds(desc.slot, desc.seq):
+            counts.missed(1)  # lapped before we could take it
+            return None
+        return Frame(desc, counts.returned(), ring=ring)
+
+    def _ring_for(self, desc: Descriptor) -> RingReader | None:
+        """The mapped ring that *desc* points into, mapping it if it is new."""
+        if self._ring is not None and self._ring.token == desc.token:
+            return self._ring
+        sub = self._sub
+        if (sub.info is None or sub.info.token != desc.token) and self._asked_about != desc.token:
+            self._asked_about = desc.token  # once per ring, however the broker answers
+            sub._resolve()  # a new producer or generation: refresh what we know of it
+        segment = sub.info.segment if sub.info else config.segment_name(sub.name)
+        try:
+            ring = RingReader.open(segment)
+        except RingError:
+            return None  # replaced or removed since the descriptor was sent
+        if ring.token != desc.token:
+            ring.close()
+            return None
+        if self._ring is not None:
+            log.info("%s: new ring (generation %d, %s)", sub.name, ring.generation,
+                     ring.geometry.shape)
+        # The old ring is not closed: frames still held keep it mapped until they go.
+        self._ring = ring
+        return ring
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        self._ring = None  # unmapped once the frames the caller still holds are gone
 
 
 def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
@@ -207,3 +349,29 @@ def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
     if (desc.slot >= ring.slot_count or desc.slot != ring.slot_of(desc.seq)
             or desc.shape != g.shape or desc.dtype != g.dtype.str):
         raise ProtocolError(f"descriptor of frame {desc.seq} does not match its ring")
+
+
+def _ring_is_here(info: StreamInfo, any_token: bool = False) -> bool:
+    """Whether the ring the broker describes can be mapped on this host."""
+    try:
+        ring = RingReader.open(info.segment)
+    except RingError:
+        return False
+    try:
+        return any_token or ring.token == info.token
+    finally:
+        ring.close()
+
+
+def _idle(wait: float) -> None:
+    time.sleep(wait)
+    return None
+
+
+def _remote_path(sub: Subscriber, info: StreamInfo):
+    from .remote.receiver import RemotePath
+
+    return RemotePath(sub, info)
+
+
+_PATHS = {"shm": ShmPath, "tcp": _remote_path}

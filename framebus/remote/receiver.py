@@ -1,0 +1,171 @@
+"""The network path of a Subscriber: frames from the relay of the producer's host.
+
+One credit at a time: the subscriber asks for a frame when its caller asks for
+one, and the relay answers with the newest frame it does not have yet. So a slow
+caller never finds a queue of old frames, however slow it is, and costs nobody
+else anything. A credit lost to a relay restart or a network cut is asked again
+after a second of silence; ZeroMQ reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from ..descriptor import Descriptor
+from ..discovery import StreamInfo
+from ..errors import AccessDenied, ProtocolError
+from ..frame import Frame
+from . import wire
+from .keys import secure_client
+
+if TYPE_CHECKING:
+    from ..subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+#: Ask again when a credit has gone unanswered this long (seconds).
+ASK_AGAIN_AFTER = 1.0
+_HANDSHAKE_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "did not speak the same security protocol",
+}
+
+
+class RemotePath:
+    """Frames of a stream on another host, through that host's relay."""
+
+    kind = "tcp"
+
+    def __init__(self, sub: Subscriber, info: StreamInfo) -> None:
+        self._sub = sub
+        self._want = sub.want
+        self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._endpoint: str | None = None
+        self._asked = 0.0  # when the outstanding credit was sent; 0: none outstanding
+        self.last_message = 0.0
+        self.update(info)
+
+    def update(self, info: StreamInfo) -> None:
+        if info.relay and info.relay != self._endpoint:
+            self._connect(info.relay)
+
+    def _connect(self, endpoint: str) -> None:
+        self._disconnect()
+        socket = self._sub._context.socket(zmq.DEALER)
+        socket.linger = 0
+        socket.rcvhwm = 4  # a frame per credit: nothing ever queues here
+        try:
+            secure_client(socket, endpoint)
+        except Exception:
+            socket.close()
+            raise
+        self._monitor = socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        socket.connect(endpoint)
+        self._socket, self._endpoint, self._asked = socket, endpoint, 0.0
+        log.info("%s: receiving through the relay at %s", self._sub.name, endpoint)
+
+    def receive(self, wait: float) -> Frame | None:
+        self._check_handshake()
+        now = time.monotonic()
+        if not self._asked or now - self._asked > ASK_AGAIN_AFTER:
+            self._ask(now)
+        if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
+            self._check_handshake()
+            return None
+        parts = self._socket.recv_multipart(copy=False)
+        self.last_message = time.monotonic()
+        self._asked = 0.0  # answered: the next receive asks afresh
+        try:
+            return self._accept(parts)
+        except ProtocolError as exc:
+            self._sub._counts.rejected += 1
+            log.warning("%s: rejected a message from the relay: %s", self._sub.name, exc)
+            return None
+
+    def abandon(self) -> None:
+        """The caller gave up waiting: what the old credit brings is stale by the next call."""
+        self._asked = 0.0
+        while self._socket is not None and self._socket.poll(0, zmq.POLLIN):
+            self._socket.recv_multipart(copy=False)
+
+    def retire(self, token: bytes) -> None:
+        pass  # the relay only ever sends the newest frame of the current ring
+
+    def _ask(self, now: float) -> None:
+        try:
+            self._socket.send(self._want.pack(), zmq.NOBLOCK)
+            self._asked = now
+        except zmq.Again:
+            pass  # not connected yet: ask on the next call
+
+    def _accept(self, parts: list[zmq.Frame]) -> Frame | None:
+        kind = parts[0].bytes
+        if kind == wire.ERROR and len(parts) == 2:
+            code, message = wire.parse_error(parts[1].bytes)
+            raise ProtocolError(f"the relay says {code}: {message}")
+        if kind != wire.FRAME or len(parts) != 4:
+            raise ProtocolError("not a frame message")
+        desc = Descriptor.unpack(parts[1].bytes)
+        if desc.stream != self._sub.name:
+            raise ProtocolError(f"a frame of {desc.stream!r}, not {self._sub.name!r}")
+        codec = parts[2].bytes.decode("ascii", "replace")
+        pixels, desc = _pixels(desc, codec, parts[3].buffer)
+        counts = self._sub._counts
+        counts.seen(desc.token, desc.seq)
+        self._want = dataclasses.replace(self._want, token=desc.token, after=desc.seq)
+        return Frame(desc, counts.returned(), pixels=pixels)
+
+    def _check_handshake(self) -> None:
+        """Raise AccessDenied if the relay refused the connection's security handshake."""
+        while self._monitor is not None and self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event in _HANDSHAKE_FAILED:
+                raise AccessDenied(
+                    f"the relay at {self._endpoint} {_HANDSHAKE_FAILED[event]}: ask its "
+                    "operator to add this client's public key to its authorized keys")
+
+    def _disconnect(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.send(wire.BYE, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._socket.close(linger=0)
+            self._socket = self._monitor = None
+
+    def close(self) -> None:
+        self._disconnect()
+
+
+def _pixels(desc: Descriptor, codec: str, payload: memoryview) -> tuple[np.ndarray, Descriptor]:
+    """The frame's pixels as a read-only array of its own, and its descriptor as received."""
+    if codec == "raw":
+        try:
+            dtype = np.dtype(desc.dtype)
+        except TypeError:
+            raise ProtocolError(f"unknown dtype {desc.dtype!r}") from None
+        expected = int(np.prod(desc.shape)) * dtype.itemsize
+        if len(payload) != expected:
+            raise ProtocolError(f"raw payload of {len(payload)} bytes, expected {expected}")
+        pixels = np.frombuffer(payload, dtype).reshape(desc.shape)
+        return pixels, desc
+    if codec == "jpeg":
+        image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ProtocolError("JPEG payload does not decode")
+        image.flags.writeable = False
+        fmt = "gray" if image.ndim == 2 else "bgr24"
+        return image, dataclasses.replace(desc, shape=image.shape, dtype=image.dtype.str, fmt=fmt)
+    raise ProtocolError(f"unknown codec {codec!r}")
