@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +113,10 @@ def secure_client(socket: zmq.Socket, endpoint: str) -> None:
 
 
 class ServerKeys:
-    """A server's key pair and the client keys it admits, with pyzmq's authenticator."""
+    """A server's key pair and the client keys it admits (pyzmq's ZAP authenticator)."""
+
+    #: A refused key is logged at most once this often (seconds): clients retry every 0.1 s.
+    LOG_REFUSAL_EVERY = 60.0
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).expanduser()
@@ -121,20 +125,33 @@ class ServerKeys:
         if not self.authorized.is_dir():
             raise KeyFileError(f"no directory {self.authorized} of client public keys "
                                "(copy each allowed client's NAME.key there)")
+        self._allowed: set[bytes] = set()
+        self._refused: dict[bytes, float] = {}
         self._auth: ThreadAuthenticator | None = None
 
     def start(self, context: zmq.Context) -> None:
         """Start the authenticator: from now on only the authorized keys get in."""
-        self._auth = ThreadAuthenticator(context, log=log.getChild("auth"))
+        self.reload()
+        self._auth = ThreadAuthenticator(context, log=log.getChild("zap"))
         self._auth.start()
-        self._auth.configure_curve(domain="*", location=str(self.authorized))
-        count = len(list(self.authorized.glob("*.key")))
-        log.info("CurveZMQ: %d authorized client key(s) in %s", count, self.authorized)
+        self._auth.configure_curve_callback(domain="*", credentials_provider=self)
 
     def reload(self) -> None:
         """Re-read the authorized keys (after one was added or removed)."""
-        if self._auth is not None:
-            self._auth.configure_curve(domain="*", location=str(self.authorized))
+        self._allowed = set(zmq.auth.load_certificates(str(self.authorized)))
+        log.info("CurveZMQ: %d authorized client key(s) in %s", len(self._allowed),
+                 self.authorized)
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """The authenticator asks, for every connection: is this client's key allowed?"""
+        if client_key in self._allowed:
+            return True
+        now = time.monotonic()
+        if now - self._refused.get(client_key, -self.LOG_REFUSAL_EVERY) >= self.LOG_REFUSAL_EVERY:
+            self._refused[client_key] = now
+            log.warning("refused a client whose key %s is not in %s", client_key.decode(),
+                        self.authorized)
+        return False
 
     def apply(self, socket: zmq.Socket) -> None:
         socket.curve_secretkey = self.secret
