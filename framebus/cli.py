@@ -133,18 +133,25 @@ def keygen(name: str, directory: str) -> None:
 @broker_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def ls_(broker: str, as_json: bool) -> None:
-    """List the streams the broker knows."""
+    """List the streams the broker knows, on every host, and the relays serving them."""
     try:
         with BrokerClient(broker, timeout=2.0) as client:
             infos = client.streams()
+            relays = client.relays()
     except BrokerUnavailable as exc:
         raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
+    except FramebusError as exc:  # AccessDenied, say
+        raise click.ClickException(str(exc)) from None
     if as_json:
         rows = [dict(i.to_wire(), token=i.token.hex()) for i in infos]
         click.echo(json.dumps(rows, indent=2))
         return
     # Piped output gets room for whole names: scripts grep it.
-    Console(width=None if sys.stdout.isatty() else 250).print(_streams_table(infos))
+    console = Console(width=None if sys.stdout.isatty() else 250)
+    console.print(_streams_table(infos))
+    for r in relays:
+        console.print(f"relay for host {r['host']}: {r['endpoint']} "
+                      f"({'alive' if r['alive'] else 'dead'}, pid {r['pid']})", highlight=False)
 
 
 def _streams_table(infos: list[StreamInfo]) -> Table:
