@@ -9,8 +9,9 @@ The public API::
 """
 
 from .discovery import BrokerClient, StreamInfo, streams
-from .errors import (AccessDenied, BrokerUnavailable, FrameOverwritten, FramebusError, InvalidName,
-                     ProtocolError, RingError, ShmFull, StreamInUse, StreamNotFound, Timeout)
+from .errors import (AccessDenied, BrokerUnavailable, FrameOverwritten, FramebusError,
+                     InvalidName, ProtocolError, RingError, ShmFull, StreamInUse, StreamNotFound,
+                     Timeout)
 from .frame import Frame
 from .publisher import Publisher
 from .subscriber import Subscriber
@@ -18,7 +19,8 @@ from .subscriber import Subscriber
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccessDenied", "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten", "FramebusError",
+    "AccessDenied", "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten",
+    "FramebusError",
     "InvalidName", "ProtocolError", "Publisher", "RingError", "ShmFull", "StreamInUse",
     "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "streams",
 ]

@@ -55,7 +55,8 @@ def main(verbose: int) -> None:
     if not verbose:
         logging.getLogger("framebus").setLevel(logging.WARNING)
         log.setLevel(logging.INFO)
-        for chatty in ("framebus.broker", "framebus.supervisor", "framebus.remote.relay"):  # services say what they do
+        # Services say what they do.
+        for chatty in ("framebus.broker", "framebus.supervisor", "framebus.remote.relay"):
             logging.getLogger(chatty).setLevel(logging.INFO)
     # SIGTERM unwinds like Ctrl-C, so every `finally` runs and rings are unlinked.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -259,7 +260,8 @@ def up(site_file: str) -> None:
 
 
 class _SiteDisplay:
-    """What `framebus up` shows: a live table on a terminal, a log line a stream every 10 s elsewhere."""
+    """What `framebus up` shows: a live table on a terminal, elsewhere a log line a stream
+    every 10 s."""
 
     def __init__(self) -> None:
         self._live = Live(console=err_console, refresh_per_second=2) if err_console.is_terminal \
@@ -348,7 +350,8 @@ def testsrc(name: str, size: tuple[int, int], fps: float, slots: int, frames: in
               help="Publish at most this many frames a second (default: every frame).")
 @click.option("--slots", default=8, show_default=True, help="Frames the ring holds.")
 @click.option("--loop", is_flag=True, help="Files: start over at the end.")
-@click.option("--fast", is_flag=True, help="Files: decode as fast as possible, not at their timing.")
+@click.option("--fast", is_flag=True,
+              help="Files: decode as fast as possible, not at their timing.")
 @click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True,
               help="RTSP transport.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,

@@ -124,7 +124,8 @@ class BrokerClient:
         self._reset()
         if self._refused:
             return AccessDenied(f"the broker at {self.address} refused this client's key: ask "
-                                "its operator to add this client's public key to its authorized keys")
+                                "its operator to add this client's public key to its "
+                                "authorized keys")
         return BrokerUnavailable(message)
 
     def request(self, op: str, timeout: float | None = None, **fields) -> dict:

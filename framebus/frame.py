@@ -85,7 +85,10 @@ class Frame:
         return self._ring is None or self._ring.holds(self.slot, self.seq)
 
     def copy(self, out: np.ndarray | None = None) -> np.ndarray:
-        """A private, writable copy of the pixels; raises FrameOverwritten if the slot was reused."""
+        """A private, writable copy of the pixels.
+
+        Raises FrameOverwritten if the slot was reused before or while copying.
+        """
         if self._ring is None:
             if out is None:
                 return self._pixels.copy()

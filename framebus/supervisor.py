@@ -115,7 +115,8 @@ class Child:
 class Supervisor:
     """Runs a site file until stopped. ``run()`` blocks; call it from the main thread."""
 
-    def __init__(self, path: str | Path, on_tick: Callable[[Supervisor], None] | None = None) -> None:
+    def __init__(self, path: str | Path,
+                 on_tick: Callable[[Supervisor], None] | None = None) -> None:
         self.path = Path(path)
         self.site = sitefile.load(self.path)
         self.broker: Child | None = None

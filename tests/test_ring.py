@@ -8,13 +8,11 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 import framebus
 from framebus import config
 from framebus.shm import Geometry, RingReader, RingWriter, read_header, reclaim
-from framebus.shm.ring import stamp_complete
 
 GEOMETRY = Geometry.of((48, 64, 3), "uint8", "bgr24")
 

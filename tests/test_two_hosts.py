@@ -125,7 +125,7 @@ def test_a_slow_remote_reader_slows_neither_local_nor_other_remote_readers(site)
 
 
 def test_keys_that_are_not_allowed_get_nothing_and_a_clear_error(site):
-    a, b = site.a, site.b
+    b = site.b
     good = site.consumer(b, "--seconds", "4")
     outsider = site.consumer(b, "--seconds", "3", keys="outsider")
     relayless = site.consumer(b, "--seconds", "3", keys="relayless")

@@ -217,7 +217,8 @@ class PatternInput(Input):
         w, h = size
         self._pattern = TestPattern((h, w, 3))
         self._fps = fps
-        self.time_base = Fraction(1, 1000) if fps <= 0 else 1 / Fraction(fps).limit_denominator(1001)
+        rate = Fraction(fps).limit_denominator(1001)
+        self.time_base = Fraction(1, 1000) if fps <= 0 else 1 / rate
 
     def frames(self) -> Iterator[av.VideoFrame]:
         image = np.empty(self._pattern.shape, np.uint8)
