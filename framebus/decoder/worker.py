@@ -192,11 +192,11 @@ class DecodeWorker:
                 last = pts
             if not thin.take(t):
                 continue
-            if self.source.live or self.options.fast:
-                if self.source.live and self._clock.late(t) > LATE:
+            if self.source.live:
+                if self._clock.late(t) > LATE:
                     self.figures.dropped += 1
                     continue
-            else:
+            elif not self.options.fast:
                 self._clock.wait_until(t, self._stop)
             self._publish(frame, pts)
         return end
