@@ -65,32 +65,37 @@ class Publisher:
         self._segment = config.segment_name(name)
         geometry = _geometry(shape, dtype, fmt)
         self._ring = RingWriter.create(self._segment, geometry, slots)
-        self._topic = topic(name)
-        self._context = zmq.Context()
-        self._socket = self._context.socket(zmq.PUB)
-        self._socket.linger = 0
-        self._socket.sndhwm = 1000
-        self.endpoint = endpoint or config.descriptor_endpoint(name)
-        self._socket_file = _ipc_path(self.endpoint)
-        try:
-            self._socket.bind(self.endpoint)
-        except zmq.ZMQError as exc:
-            self._close_transport()
-            raise FramebusError(f"cannot publish descriptors on {self.endpoint}: {exc}") from None
         self.seq = 0
         #: Extra figures the heartbeat carries to the broker (a decoder's counters, say).
         self.figures: dict[str, int | float] = {}
         self._stats = _Figures()
+        try:
+            self._open_transport(endpoint, broker)
+        except BaseException:
+            # Whatever stops the constructor, a name clash, a bind error or a signal,
+            # must not leave the ring behind.
+            self._close_transport()
+            raise
+        self._closed = False
+
+    def _open_transport(self, endpoint: str | None, broker: str | None) -> None:
+        """The descriptor socket, then the broker registration and its heartbeat thread."""
+        self._topic = topic(self.name)
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.linger = 0
+        self._socket.sndhwm = 1000
+        self.endpoint = endpoint or config.descriptor_endpoint(self.name)
+        self._socket_file = _ipc_path(self.endpoint)
+        try:
+            self._socket.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            raise FramebusError(f"cannot publish descriptors on {self.endpoint}: {exc}") from None
         self._connections = _Connections(self._socket)
         self._registration = _Registration(self, BrokerClient(broker, context=self._context,
                                                               timeout=0.5))
-        try:
-            self._registration.first_attempt()
-        except StreamInUse:
-            self._close_transport()
-            raise
+        self._registration.first_attempt()  # StreamInUse here fails the constructor
         self._registration.start()
-        self._closed = False
 
     # -- the frame path ----------------------------------------------------------
 
@@ -165,12 +170,14 @@ class Publisher:
         return self._connections.count
 
     def _close_transport(self) -> None:
+        """Close what is open, whatever got opened: also undoes a constructor cut short."""
         if hasattr(self, "_connections"):
             self._connections.close()
-        self._socket.close(linger=0)
-        self._context.term()
-        if self._socket_file:
-            self._socket_file.unlink(missing_ok=True)
+        if hasattr(self, "_socket"):
+            self._socket.close(linger=0)
+            self._context.destroy(linger=0)  # and the broker client's socket, if still open
+        if getattr(self, "_socket_file", None) and hasattr(self, "_connections"):
+            self._socket_file.unlink(missing_ok=True)  # ours only once we had bound it
         self._ring.close(unlink=True)
 
     def __enter__(self) -> Publisher:

@@ -192,3 +192,19 @@ def test_recv_times_out_with_a_clear_error(broker, stream_name):
     with framebus.Subscriber(stream_name) as sub:
         with pytest.raises(framebus.Timeout, match=stream_name):
             sub.recv(timeout=0.3)
+
+
+CUT_SHORT = """
+import os, signal, sys, threading, framebus
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+# No broker answers: registering waits half a second, and a SIGTERM lands meanwhile.
+threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+framebus.Publisher(sys.argv[1], shape=(4, 4, 3))
+"""
+
+
+def test_a_publisher_interrupted_in_its_constructor_leaves_no_ring(procs, broker_address, stream_name):
+    proc = procs.start("-c", CUT_SHORT, stream_name)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 3, "the signal interrupted the constructor"
+    assert not segment_exists(stream_name)
