@@ -44,6 +44,8 @@ MODES = ("latest", "all")
 TRANSPORTS = ("auto", "shm", "tcp")
 #: Ask the broker again when the stream has been silent this long (seconds).
 RESOLVE_WHEN_SILENT = 1.0
+#: Ask this often while no producer is known (seconds).
+RESOLVE_UNCONNECTED = 0.1
 _POLL_SLICE = 0.25
 
 
@@ -126,7 +128,8 @@ class Subscriber:
             now = time.monotonic()
             if self._path is not None:
                 self._last_message = max(self._last_message, self._path.last_message)
-            if now >= self._next_resolve and now - self._last_message > RESOLVE_WHEN_SILENT:
+            waiting = self._path is None or now - self._last_message > RESOLVE_WHEN_SILENT
+            if now >= self._next_resolve and waiting:
                 self._resolve(None if deadline is None else max(0.05, deadline - now))
                 now = time.monotonic()
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
@@ -149,7 +152,8 @@ class Subscriber:
 
     def _resolve(self, timeout: float | None = None) -> None:
         """Ask the broker where the stream is; take or keep the path to it."""
-        self._next_resolve = time.monotonic() + 0.5
+        # Not connected yet: ask often, so no more than the first frames are missed.
+        self._next_resolve = time.monotonic() + (0.5 if self._path else RESOLVE_UNCONNECTED)
         try:
             info = self._broker.lookup(self.name, timeout=min(timeout or 0.5, 0.5))
         except (StreamNotFound, BrokerUnavailable) as exc:

@@ -54,7 +54,7 @@ def test_a_file_plays_at_its_own_timing_every_frame_intact(procs, broker, stream
     seen = indices(got)
     # Subscribing takes a moment (the broker must know the stream first): the first
     # frames may be missed, never one in the middle.
-    assert seen[-1] == 49 and contiguous(seen) and len(seen) >= 35, seen
+    assert seen[-1] == 49 and contiguous(seen) and len(seen) >= 25, seen
     first, _ = got[0]
     assert all(f.shape == (240, 320, 3) and f.fmt == "bgr24" for f, _ in got)
     for (frame, pixels), index in zip(got, seen):
