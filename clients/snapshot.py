@@ -32,20 +32,6 @@ from framebus.options import broker_option
 log = logging.getLogger("framebus.clients.snapshot")
 
 
-def private_bgr(frame: framebus.Frame) -> np.ndarray:
-    """The frame as a new (h, w, 3) BGR array that the writer cannot change under us.
-
-    Check ``frame.valid()`` afterwards: only then is the result a whole frame.
-    Raises ValueError for a pixel format with no colour conversion, or a malformed frame.
-    """
-    width, height = pixfmt.picture_size(frame.fmt, frame.shape)
-    try:
-        return frame.to_bgr(out=np.empty((height, width, 3), np.uint8))
-    except cv2.error as exc:  # e.g. a yuv420p stream whose shape is not I420
-        raise ValueError(f"cannot convert a {frame.fmt} frame of array shape {frame.shape} "
-                         f"to BGR: {exc.err}") from None
-
-
 def grab_bgr(sub: framebus.Subscriber, timeout: float) -> tuple[np.ndarray, framebus.Frame]:
     """The newest whole frame as a private BGR array, and the frame it came from.
 
@@ -55,7 +41,7 @@ def grab_bgr(sub: framebus.Subscriber, timeout: float) -> tuple[np.ndarray, fram
     deadline = time.monotonic() + timeout
     while True:
         frame = sub.recv(timeout=max(0.0, deadline - time.monotonic()))
-        image = private_bgr(frame)
+        image = frame.bgr_copy()
         if frame.valid():
             return image, frame
         log.debug("%s: frame %d overwritten while converting; taking the next", sub.name,

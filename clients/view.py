@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 
 import framebus
-from framebus import pixfmt
 from framebus.meter import Meter
 from framebus.options import broker_option
 
@@ -45,16 +44,6 @@ _SLICE = 0.1  # longest wait for a frame, so keys and --seconds are seen promptl
 class Counts:
     shown: int = 0
     discarded: int = 0  # overwritten by the producer while we converted them
-
-
-def private_bgr(frame: framebus.Frame) -> np.ndarray:
-    """The frame as a new BGR array the writer cannot change; check frame.valid() after."""
-    width, height = pixfmt.picture_size(frame.fmt, frame.shape)
-    try:
-        return frame.to_bgr(out=np.empty((height, width, 3), np.uint8))
-    except cv2.error as exc:  # e.g. a yuv420p stream whose shape is not I420
-        raise ValueError(f"cannot convert a {frame.fmt} frame of array shape {frame.shape} "
-                         f"to BGR: {exc.err}") from None
 
 
 def has_display() -> bool:
@@ -152,7 +141,7 @@ def view(sub: framebus.Subscriber, window: Window | None, snapshots: SnapshotFil
             meter.add(frame.age)
             if window is None and not snapshots.due():
                 continue  # without a window, convert only the frames that get written
-            image = private_bgr(frame)
+            image = frame.bgr_copy()
             if not frame.valid():
                 counts.discarded += 1  # the producer lapped the slot: possibly torn
                 continue

@@ -24,7 +24,7 @@ from . import config
 from .discovery import MAX_MESSAGE, StreamInfo
 from .errors import FramebusError, InvalidName
 from .names import validate_stream_name
-from .remote.keys import KeyFileError, ServerKeys, is_local
+from .remote.keys import bind_servers
 from .shm import reclaim
 from .shm.layout import MAX_NDIM
 from .shm.segment import pid_alive
@@ -89,38 +89,10 @@ class Broker:
         self._entries: dict[str, _Entry] = {}
         self._relays: dict[str, _Relay] = {}
         self._context = context or zmq.Context.instance()
-        self._keys: ServerKeys | None = None
-        self._sockets: list[zmq.Socket] = []
-        try:
-            self._bind_all(keys_dir)
-        except BaseException:
-            self.close()
-            raise
+        self._sockets, self._keys = bind_servers(self._context, self.binds, keys_dir, "broker",
+                                                 _limit_message_size)
         self.requests = 0
         self.rejected = 0
-
-    def _bind_all(self, keys_dir: str | None) -> None:
-        """Loopback endpoints are served as they are; any other only with CurveZMQ."""
-        remote = [b for b in self.binds if not is_local(b)]
-        if remote and keys_dir is None:
-            raise KeyFileError(f"{', '.join(remote)} is beyond loopback: the broker serves it "
-                               "only with CurveZMQ; pass --curve-keys DIR (framebus keygen)")
-        if keys_dir is not None:
-            self._keys = ServerKeys(keys_dir)
-            self._keys.start(self._context)
-        for endpoint in self.binds:
-            socket = self._context.socket(zmq.ROUTER)
-            socket.linger = 0
-            # An oversized message drops its sender's connection instead of our memory.
-            socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-            if not is_local(endpoint):
-                self._keys.apply(socket)
-            try:
-                socket.bind(endpoint)
-            except zmq.ZMQError as exc:
-                socket.close()
-                raise FramebusError(f"broker cannot bind {endpoint}: {exc}") from None
-            self._sockets.append(socket)
 
     def run(self, stop: threading.Event | None = None) -> None:
         log.info("broker serving on %s (host %s)", ", ".join(self.binds), self.host)
@@ -296,6 +268,11 @@ class Broker:
         info = entry.info
         if info.host == self.host and not pid_alive(info.pid):
             reclaim(info.segment, info.token)
+
+
+def _limit_message_size(socket: zmq.Socket) -> None:
+    # An oversized message drops its sender's connection instead of our memory.
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
 
 
 def _same_producer(a: StreamInfo, b: StreamInfo) -> bool:

@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import config, pixfmt
-from .discovery import BrokerClient, StreamInfo
+from .discovery import BrokerClient, StreamInfo, broker_answers
 from .errors import BrokerUnavailable, FramebusError, Timeout
 from .meter import Meter
 from .options import broker_option
@@ -457,7 +457,7 @@ def demo(name: str, size: tuple[int, int], fps: float, duration: float | None, b
     """A broker, a test-pattern stream and a live consumer, all in one go."""
     children: list[subprocess.Popen] = []
     try:
-        if not _broker_running(broker):
+        if not broker_answers(broker, timeout=0.5):
             children.append(_spawn("broker", "--bind", broker))
         w, h = size
         # The demo's producer is a real decoder worker, fed by the built-in test pattern.
@@ -482,15 +482,6 @@ def _add_clients() -> None:
 
 
 _add_clients()
-
-
-def _broker_running(address: str) -> bool:
-    try:
-        with BrokerClient(address, timeout=0.5) as client:
-            client.request("ping")
-        return True
-    except BrokerUnavailable:
-        return False
 
 
 def _spawn(*args: str) -> subprocess.Popen:

@@ -176,6 +176,16 @@ class BrokerClient:
         self.close()
 
 
+def broker_answers(address: str | None = None, timeout: float = 0.3) -> bool:
+    """Whether a broker answers a ping at *address* within *timeout* seconds."""
+    try:
+        with BrokerClient(address, timeout=timeout) as client:
+            client.request("ping")
+        return True
+    except BrokerUnavailable:
+        return False
+
+
 def streams(broker: str | None = None, timeout: float = 1.0) -> list[StreamInfo]:
     """Every stream the broker knows, live or recently dead."""
     with BrokerClient(broker, timeout=timeout) as client:

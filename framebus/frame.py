@@ -105,6 +105,16 @@ class Frame:
         """
         return pixfmt.to_bgr(self.array, self.fmt, out)
 
+    def bgr_copy(self) -> np.ndarray:
+        """The picture as a new (h, w, 3) BGR array of the caller's own.
+
+        From shared memory, check ``valid()`` afterwards: only then was the frame
+        whole while it was converted. Raises ValueError for a format with no
+        colour conversion.
+        """
+        width, height = pixfmt.picture_size(self.fmt, self.shape)
+        return self.to_bgr(out=np.empty((height, width, 3), np.uint8))
+
     def __repr__(self) -> str:
         return (f"<Frame {self.stream} seq={self.seq} {self.shape} {self.fmt}"
                 f"{'' if self.valid() else ' overwritten'}>")

@@ -28,8 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import config, sitefile
-from .discovery import BrokerClient
-from .errors import BrokerUnavailable
+from .discovery import broker_answers
 from .shm import read_header, reclaim
 from .shm.segment import pid_alive
 
@@ -176,13 +175,13 @@ class Supervisor:
 
     def _start_broker(self) -> None:
         address = self.site.broker
-        if _broker_answers(address):
+        if broker_answers(address):
             log.info("using the broker already running at %s", address)
             return
         self.broker = Child("broker", ["broker", "--bind", address])
         self.broker.start()
         deadline = time.monotonic() + 10
-        while not _broker_answers(address):
+        while not broker_answers(address):
             if not self.broker.running or time.monotonic() > deadline:
                 raise sitefile.SiteError(f"the broker did not start at {address}: "
                                          f"{' '.join(self.broker.last_words) or 'no reason given'}")
@@ -221,15 +220,6 @@ class Supervisor:
                 log.info("reload: %s added", name)
             self._add(spec)
         self.site = site
-
-
-def _broker_answers(address: str) -> bool:
-    try:
-        with BrokerClient(address, timeout=0.3) as client:
-            client.request("ping")
-        return True
-    except BrokerUnavailable:
-        return False
 
 
 def _clean_after(name: str) -> None:

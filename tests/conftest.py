@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from framebus.discovery import broker_answers  # noqa: F401  (tests import it from here)
+
 # Every ring and socket the suite makes carries this prefix, so cleanup is exact
 # and a developer's own streams are never touched.
 PREFIX = f"framebus-test{os.getpid()}"
@@ -104,17 +106,6 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def broker_answers(address: str) -> bool:
-    from framebus import BrokerClient, BrokerUnavailable
-
-    try:
-        with BrokerClient(address, timeout=0.3) as client:
-            client.request("ping")
-        return True
-    except BrokerUnavailable:
-        return False
 
 
 class BrokerProcess:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,3 +171,41 @@ def is_local(endpoint: str) -> bool:
         return True
     host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     return host.startswith("127.") or host in ("localhost", "::1")
+
+
+def bind_servers(context: zmq.Context, endpoints: list[str], keys_dir: str | None, who: str,
+                 prepare: Callable[[zmq.Socket], None]) -> tuple[list[zmq.Socket],
+                                                               ServerKeys | None]:
+    """ROUTER sockets bound at *endpoints*, for the broker or a relay (*who*).
+
+    Loopback endpoints are served as they are; any other only with CurveZMQ, so
+    without *keys_dir* this refuses to bind one. *prepare* sets a socket's options
+    before it binds. On failure, closes whatever it opened and raises.
+    """
+    remote = [e for e in endpoints if not is_local(e)]
+    if remote and keys_dir is None:
+        raise KeyFileError(f"{', '.join(remote)} is beyond loopback: the {who} serves it only "
+                           "with CurveZMQ; pass --curve-keys DIR (framebus keygen)")
+    keys = ServerKeys(keys_dir) if keys_dir is not None else None
+    sockets: list[zmq.Socket] = []
+    try:
+        if keys is not None:
+            keys.start(context)
+        for endpoint in endpoints:
+            socket = context.socket(zmq.ROUTER)
+            sockets.append(socket)
+            socket.linger = 0
+            prepare(socket)
+            if not is_local(endpoint):
+                keys.apply(socket)
+            try:
+                socket.bind(endpoint)
+            except zmq.ZMQError as exc:
+                raise FramebusError(f"{who} cannot bind {endpoint}: {exc}") from None
+    except BaseException:
+        for socket in sockets:
+            socket.close(linger=0)
+        if keys is not None:
+            keys.stop()
+        raise
+    return sockets, keys

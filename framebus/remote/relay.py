@@ -30,7 +30,7 @@ from ..discovery import BrokerClient
 from ..errors import FrameOverwritten, FramebusError, ProtocolError, Timeout
 from ..frame import Frame
 from . import wire
-from .keys import KeyFileError, ServerKeys, is_local
+from .keys import bind_servers, is_local
 
 log = logging.getLogger(__name__)
 
@@ -134,41 +134,20 @@ class Relay:
         self.binds = binds or [DEFAULT_BIND]
         self.broker = config.broker_address(broker)
         self._context = zmq.Context()
-        self._keys: ServerKeys | None = None
         self._sockets: list[zmq.Socket] = []
+        self._keys = self._notify = None
         self._feeds: dict[str, _Feed] = {}
         self._subscribers: dict[tuple[int, bytes], _Subscriber] = {}
         self.sent = self.rejected = 0
         try:
-            self._bind_all(keys_dir)
+            self._sockets, self._keys = bind_servers(self._context, self.binds, keys_dir,
+                                                     "relay", _prepare)
             self.endpoint = advertise or self._advertised()
             self._notify = self._context.socket(zmq.PULL)
             self._notify.bind(_NOTIFY)
         except BaseException:
             self.close()
             raise
-
-    def _bind_all(self, keys_dir: str | None) -> None:
-        remote = [b for b in self.binds if not is_local(b)]
-        if remote and keys_dir is None:
-            raise KeyFileError(f"{', '.join(remote)} is beyond loopback: the relay serves it "
-                               "only with CurveZMQ; pass --curve-keys DIR (framebus keygen)")
-        if keys_dir is not None:
-            self._keys = ServerKeys(keys_dir)
-            self._keys.start(self._context)
-        for endpoint in self.binds:
-            socket = self._context.socket(zmq.ROUTER)
-            socket.linger = 0
-            socket.sndhwm = 4 * MAX_CREDIT  # a frame per credit is all a subscriber can have queued
-            socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REQUEST * 2)
-            if not is_local(endpoint):
-                self._keys.apply(socket)
-            try:
-                socket.bind(endpoint)
-            except zmq.ZMQError as exc:
-                socket.close()
-                raise FramebusError(f"relay cannot bind {endpoint}: {exc}") from None
-            self._sockets.append(socket)
 
     def _advertised(self) -> str:
         """The endpoint other hosts are told: the first one beyond loopback, if any."""
@@ -299,11 +278,16 @@ class Relay:
             feed.join(2)
         for socket in self._sockets:
             socket.close(linger=0)
-        if getattr(self, "_notify", None) is not None:
+        if self._notify is not None:
             self._notify.close(linger=0)
         if self._keys is not None:
             self._keys.stop()
         self._context.term()
+
+
+def _prepare(socket: zmq.Socket) -> None:
+    socket.sndhwm = 4 * MAX_CREDIT  # a frame per credit is all a subscriber can have queued
+    socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REQUEST * 2)
 
 
 class _Registration(threading.Thread):
