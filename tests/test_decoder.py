@@ -13,7 +13,6 @@ import framebus
 
 import media
 from conftest import leftover_segments, wait_until
-from rtsp import rtsp_server  # noqa: F401  (fixture)
 
 
 def decode(procs, source, name, *args):

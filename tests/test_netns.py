@@ -25,7 +25,7 @@ from framebus import config
 import netns
 from conftest import TESTS, free_port, result_of, wait_until
 from netns import (MARK, NETNS_DIR, PYTHON, TwoHosts, cleanup_stale, netns_available,
-                   read_line, require_netns, two_hosts)  # noqa: F401 - two_hosts is a fixture
+                   read_line, require_netns)
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 

@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from rtsp import PYAV_OPTIONS, RtspServer, require_rtsp, rtsp_server  # noqa: F401
+from rtsp import PYAV_OPTIONS, RtspServer, require_rtsp
 
 FPS = 25
 

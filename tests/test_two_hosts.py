@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import PYTHON, read_line, two_hosts  # noqa: F401  (fixture)
+from netns import PYTHON, read_line
 
 TESTS = Path(__file__).parent
 CONSUMER = str(TESTS / "consumer.py")
