@@ -59,7 +59,7 @@ def main(verbose: int) -> None:
         for chatty in ("framebus.broker", "framebus.supervisor", "framebus.remote.relay"):
             logging.getLogger(chatty).setLevel(logging.INFO)
     # SIGTERM unwinds like Ctrl-C, so every `finally` runs and rings are unlinked.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     die_with_supervisor()
 
 
@@ -67,6 +67,13 @@ curve_keys_option = click.option(
     "--curve-keys", type=click.Path(file_okay=False), default=None,
     help="CurveZMQ key directory (server.key_secret, authorized/*.key); required to bind "
          "beyond loopback. Made with `framebus keygen`.")
+
+
+def _exit_on_sigterm(*_) -> None:
+    # Once: a second SIGTERM (the supervisor's, then the kernel's when it dies) must not
+    # cut the cleanup short and leave a ring behind.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
 
 
 @main.command()

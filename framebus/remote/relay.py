@@ -1,8 +1,8 @@
 """The relay: serves this host's streams to subscribers on other hosts.
 
 It reads each wanted stream from shared memory like any local subscriber (so the
-decoder's frame path never knows it is there), keeps the newest frame copied out
-of the ring, and answers credits over ZeroMQ TCP. Flow control is per subscriber
+decoder's frame path never knows it is there), copies frames out of the ring as
+subscribers wait for them, and answers credits over ZeroMQ TCP. Flow control is per subscriber
 and latest-frame: a subscriber gets one frame per credit, the newest one it does
 not have, so a slow or distant subscriber never builds a queue and never slows
 anyone else. Payloads are made at most once per frame and setting (raw, or JPEG
@@ -40,6 +40,9 @@ DEFAULT_BIND = "tcp://127.0.0.1:5556"
 MAX_CREDIT = 2
 CLIENT_IDLE = 30.0  # forget a subscriber silent this long
 FEED_IDLE = 10.0  # stop reading a stream nobody has wanted for this long
+ACTIVE = 2.0  # a subscriber that asked within this long is likely to ask again
+COPY_RATE = 120.0  # most frames a second copied out for subscribers that are not waiting
+FRESH = 1 / COPY_RATE  # a frame copied out this recently is as good as the newest
 _NOTIFY = "inproc://framebus-relay-feeds"
 
 
@@ -50,6 +53,7 @@ class _Newest:
     descriptor: Descriptor
     packed: bytes
     pixels: np.ndarray
+    copied: float = field(default_factory=time.monotonic)
     payloads: dict = field(default_factory=dict)
 
     def payload(self, setting: tuple[str, int]):
@@ -70,16 +74,45 @@ def _jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
 
 
 class _Feed(threading.Thread):
-    """Reads one stream from shared memory and keeps its newest frame copied out."""
+    """Reads one stream from shared memory and copies frames out for the relay's subscribers.
+
+    While subscribers are active it copies every frame out (and makes the JPEGs they
+    asked for, here, off the relay's loop), so that a subscriber's next credit finds a
+    fresh frame ready instead of waiting for the next one: at most COPY_RATE a second
+    when nobody is waiting, since a producer publishing flat out would otherwise cost a
+    copy per frame for frames nobody takes. A subscriber waiting with a credit gets the
+    very next frame copied out. With no active subscriber, nothing is copied.
+    """
 
     def __init__(self, name: str, broker: str, context: zmq.Context) -> None:
         super().__init__(name=f"framebus-relay-{name}", daemon=True)
         self.stream = name
         self.broker = broker
-        self.newest: _Newest | None = None
+        self.newest: _Newest | None = None  # the last frame copied out
+        self.latest: tuple[bytes, int] | None = None  # (token, seq) of the last frame published
+        self.waiting = threading.Event()  # a subscriber holds a credit
+        self.settings: frozenset[tuple[str, int]] = frozenset()  # what active ones want
         self.idle_since: float | None = None  # when its last subscriber went away
         self._context = context
         self._stopping = threading.Event()
+
+    @property
+    def fresh(self) -> _Newest | None:
+        """The copied-out frame if it is the stream's newest or was copied a moment ago."""
+        newest = self.newest
+        if newest is None:
+            return None
+        d = newest.descriptor
+        if (d.token, d.seq) == self.latest or time.monotonic() - newest.copied < FRESH:
+            return newest
+        return None
+
+    def _due(self) -> bool:
+        if self.waiting.is_set():
+            return True
+        newest = self.newest
+        return bool(self.settings) and (newest is None or
+                                        time.monotonic() - newest.copied >= 1 / COPY_RATE)
 
     def run(self) -> None:
         from ..subscriber import Subscriber
@@ -92,17 +125,31 @@ class _Feed(threading.Thread):
                 while not self._stopping.is_set():
                     try:
                         frame = sub.recv(timeout=0.25)
-                        self.newest = _copy_out(frame)
-                    except (Timeout, FrameOverwritten):
+                    except Timeout:
                         continue
-                    try:
-                        notify.send_string(self.stream, zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass  # the relay is behind on notices: it will see the newest anyway
+                    self.latest = (frame.token, frame.seq)
+                    if self._due() and self._copy(frame):
+                        try:
+                            notify.send_string(self.stream, zmq.NOBLOCK)
+                        except zmq.Again:
+                            pass  # the relay is behind on notices: it sees the newest anyway
         except Exception:
             log.exception("%s: feed stopped", self.stream)
         finally:
             notify.close()
+
+    def _copy(self, frame: Frame) -> bool:
+        try:
+            newest = _copy_out(frame)
+        except FrameOverwritten:
+            return False  # lapped while copying: the next frame will do
+        for setting in self.settings:
+            try:
+                newest.payload(setting)
+            except ValueError as exc:
+                log.error("%s: %s", self.stream, exc)
+        self.newest = newest
+        return True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -209,7 +256,9 @@ class Relay:
                      want.codec if want.codec == "raw" else f"jpeg q{want.quality}")
         sub.want, sub.last_seen = want, time.monotonic()
         sub.credit = min(MAX_CREDIT, sub.credit + 1)
-        self._serve(sub, self._feed(want.stream))
+        feed = self._feed(want.stream)
+        self._serve(sub, feed)
+        self._update_demand(feed)
 
     def _refuse(self, socket: zmq.Socket, identity: bytes, code: str, message: str) -> None:
         self.rejected += 1
@@ -226,12 +275,24 @@ class Relay:
         for sub in list(self._subscribers.values()):
             if sub.credit and sub.want.stream == stream:
                 self._serve(sub, feed)
+        self._update_demand(feed)
+
+    def _update_demand(self, feed: _Feed) -> None:
+        """Tell the feed which settings its active subscribers want, and whether one waits."""
+        now = time.monotonic()
+        mine = [sub for sub in self._subscribers.values() if sub.want.stream == feed.stream]
+        feed.settings = frozenset(sub.want.setting for sub in mine
+                                  if sub.credit or now - sub.last_seen < ACTIVE)
+        if any(sub.credit for sub in mine):
+            feed.waiting.set()
+        else:
+            feed.waiting.clear()
 
     def _serve(self, sub: _Subscriber, feed: _Feed) -> None:
-        """Send *sub* the newest frame if it has a credit and not that frame yet."""
-        newest = feed.newest
+        """Send *sub* the stream's newest frame if it has a credit and not that frame yet."""
+        newest = feed.fresh
         if newest is None or not sub.credit:
-            return
+            return  # the feed copies the next frame out, since someone waits
         d = newest.descriptor
         if sub.want.token == d.token and d.seq <= sub.want.after:
             return  # it has this one: the next frame will come with a notice
@@ -264,6 +325,7 @@ class Relay:
                 del self._subscribers[key]
         wanted = {sub.want.stream for sub in self._subscribers.values()}
         for name, feed in list(self._feeds.items()):
+            self._update_demand(feed)  # subscribers that went quiet stop costing copies
             if name in wanted:
                 continue
             feed.idle_since = feed.idle_since or now
