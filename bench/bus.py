@@ -25,15 +25,12 @@ import os
 import queue as queue_module
 import shutil
 import signal
-import socket
 import struct
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Protocol
@@ -45,16 +42,17 @@ import zmq
 from rich.console import Console
 from rich.table import Table
 
+import common
 import framebus
+from common import (SLOTS, Aborted, FramebusSender, ImagezmqSender, Sender, ThreadBroker,
+                    format_pair, free_port, loop_rate, parse_sizes, parse_systems, percentiles,
+                    print_section, publish_for, shutdown, start_process, verdict, warm_up)
 from framebus import config
-from framebus.broker import Broker
 from framebus.testsrc import TestPattern
 
 SYSTEMS = ("framebus", "zmq", "imagezmq")
 DEFAULT_SIZES = "640x480,1920x1080,3840x2160"
 PACED_FPS = 30.0
-#: framebus ring depth; raw pyzmq gets a send/receive queue of the same order (see ZMQ_HWM).
-SLOTS = 8
 #: High-water mark (messages) of the raw pyzmq sockets: as many frames as the framebus ring
 #: holds. The default, 1000, would let a flat-out 4K stream queue gigabytes and seconds of
 #: latency. imagezmq is left as it ships (1000): its socket binds before it can be tuned.
@@ -113,40 +111,12 @@ def subscribers(count: int) -> str:
 # the producer's clock before send, t_recv the subscriber's clock once it holds the array.
 
 
-class Sender(Protocol):
-    address: str  # what receivers need to find this producer
-
-    def send(self, image: np.ndarray, seq: int, t_start: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class Receiver(Protocol):
     def recv(self, timeout: float) -> tuple[int, int, int, int] | None: ...
 
     def stats(self) -> dict: ...
 
     def close(self) -> None: ...
-
-
-NANOSECONDS = Fraction(1, 10**9)
-
-
-class FramebusSender:
-    """framebus.Publisher.publish: one copy into the next ring slot, then a descriptor."""
-
-    def __init__(self, cell: Cell) -> None:
-        # pts carries the clock before the copy, so subscribers can also tell the latency
-        # including the copy; the descriptor's own timestamp_ns is taken at commit.
-        self.pub = framebus.Publisher(cell.stream, shape=cell.shape, fmt="bgr24", slots=SLOTS,
-                                      broker=cell.broker, time_base=NANOSECONDS)
-        self.address = cell.stream
-
-    def send(self, image: np.ndarray, seq: int, t_start: int) -> None:
-        self.pub.publish(image, pts=t_start)
-
-    def close(self) -> None:
-        self.pub.close()  # unlinks the ring and the descriptor socket
 
 
 class FramebusReceiver:
@@ -230,48 +200,18 @@ class ZmqReceiver:
         self.context.term()
 
 
-class ImagezmqSender:
-    """imagezmq.ImageSender in PUB/SUB mode; the clock and seq travel in the message text."""
-
-    def __init__(self, cell: Cell) -> None:
-        import imagezmq
-
-        self.sender = imagezmq.ImageSender(connect_to="tcp://127.0.0.1:*", REQ_REP=False)
-        self.address = self.sender.zmq_socket.last_endpoint.decode()
-
-    def send(self, image: np.ndarray, seq: int, t_start: int) -> None:
-        self.sender.send_image(f"{seq} {t_start}", image)
-
-    def close(self) -> None:
-        self.sender.zmq_socket.linger = 0  # or close() waits for every queued frame
-        self.sender.close()
-
-
-class ImagezmqReceiver:
-    """imagezmq.ImageHub in PUB/SUB mode (it wraps the message with np.frombuffer too)."""
+class ImagezmqReceiver(common.ImagezmqReceiver):
+    """imagezmq.ImageHub in PUB/SUB mode, its receive queue as shipped (1000 frames)."""
 
     def __init__(self, cell: Cell, address: str) -> None:
-        import imagezmq
-
-        self.hub = imagezmq.ImageHub(open_port=address, REQ_REP=False)
-        self.held: np.ndarray | None = None
+        super().__init__(address)
 
     def recv(self, timeout: float) -> tuple[int, int, int, int] | None:
-        # ImageHub.recv_image has no timeout: poll its socket first.
-        if not self.hub.zmq_socket.poll(int(timeout * 1000)):
+        sample = super().recv(timeout)
+        if sample is None:
             return None
-        text, self.held = self.hub.recv_image()
-        t_recv = time.time_ns()
-        seq, t_start = map(int, text.split())
+        seq, t_start, t_recv = sample
         return seq, t_start, t_start, t_recv
-
-    def stats(self) -> dict:
-        return {}
-
-    def close(self) -> None:
-        self.held = None
-        self.hub.zmq_socket.linger = 0
-        self.hub.close()
 
 
 SENDERS: dict[str, Callable[[Cell], Sender]] = {
@@ -284,10 +224,6 @@ RECEIVERS: dict[str, Callable[[Cell, str], Receiver]] = {
 #
 # They talk to the main process through one queue of (kind, role, payload) messages, with
 # plain payloads only (classes of this script pickle badly between __main__ and __mp_main__).
-
-
-class Aborted(Exception):
-    """The main process gave up on the cell; the child just cleans up."""
 
 
 def _child(target: Callable, queue, role, *args) -> None:
@@ -306,47 +242,15 @@ def producer_process(queue, cell: Cell, go, stop, deadline: float) -> None:
     sender = SENDERS[cell.system](cell)
     try:
         queue.put(("up", "producer", sender.address))
-        seq = _warm_up(sender, image, go, stop, deadline)
-        paced = _publish_for(sender, image, seq, cell.seconds, PACED_FPS)
+        seq = warm_up(sender, image, go, stop, deadline, PACED_FPS)
+        paced = publish_for(sender, image, seq, cell.seconds, PACED_FPS)
         time.sleep(PHASE_GAP)
-        flat = _publish_for(sender, image, paced["end"], cell.seconds, fps=0.0)
+        flat = publish_for(sender, image, paced["end"], cell.seconds, fps=0.0)
         queue.put(("done", "producer", {"paced": paced, "flat": flat}))
         # Keep the socket open while the subscribers take what is still in flight.
         stop.wait(max(0.0, deadline - time.time()))
     finally:
         sender.close()
-
-
-def _warm_up(sender: Sender, image: np.ndarray, go, stop, deadline: float) -> int:
-    """Publish at 30 fps until every subscriber has received a frame; returns the next seq."""
-    seq = 0
-    while not go.is_set():
-        if stop.is_set() or time.time() > deadline:
-            raise Aborted
-        sender.send(image, seq, time.time_ns())
-        seq += 1
-        go.wait(1.0 / PACED_FPS)
-    return seq
-
-
-def _publish_for(sender: Sender, image: np.ndarray, seq: int, seconds: float,
-                 fps: float) -> dict:
-    """Publish from *seq* for *seconds*, at *fps* (0: flat out); the phase's seqs and times."""
-    first, period = seq, (1.0 / fps if fps else 0.0)
-    t0 = time.time_ns()
-    start = time.monotonic()
-    while True:
-        now = time.monotonic()
-        if now >= start + seconds:
-            break
-        if period:
-            # Paced against the clock, so a slow send delays no later frame.
-            due = start + (seq - first) * period
-            if due > now:
-                time.sleep(due - now)
-        sender.send(image, seq, time.time_ns())
-        seq += 1
-    return {"first": first, "end": seq, "t0": t0, "t1": time.time_ns()}
 
 
 def consumer_process(queue, cell: Cell, index: int, address: str, stop,
@@ -397,14 +301,12 @@ def run_cell(cell: Cell, mp) -> tuple[dict, list[dict]]:
         return phases, [reports[i] for i in range(cell.subs)]
     finally:
         stop.set()
-        _shutdown(procs)
+        shutdown(procs, patience=5.0)
         queue.close()
 
 
 def _start(mp, target: Callable, queue, role, *args):
-    proc = mp.Process(target=_child, args=(target, queue, role, *args), name=f"bench-{role}")
-    proc.start()
-    return proc
+    return start_process(mp, _child, target, queue, role, *args)
 
 
 def _collect(queue, kind: str, count: int, procs: list, timeout: float) -> dict:
@@ -431,20 +333,6 @@ def _collect(queue, kind: str, count: int, procs: list, timeout: float) -> dict:
     return got
 
 
-def _shutdown(procs: list, patience: float = 5.0) -> None:
-    """Join every child; terminate (then kill) those that do not finish in time."""
-    end = time.monotonic() + patience
-    for proc in procs:
-        proc.join(max(0.0, end - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(2.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-
-
 # -- the framebus pieces owned by the main process: broker, namespace, cleanup ----------------
 
 
@@ -455,23 +343,13 @@ class FramebusEnvironment:
         self.runtime_dir = tempfile.mkdtemp(prefix="fbbench-")
         os.environ["FRAMEBUS_SHM_PREFIX"] = SHM_PREFIX  # children inherit both
         os.environ["FRAMEBUS_RUNTIME_DIR"] = self.runtime_dir
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.address = f"tcp://127.0.0.1:{free_port()}"
         self.streams: list[str] = []
         self.leftovers: list[str] = []  # what producers left behind: a framebus bug
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.broker = ThreadBroker(self.address)
 
     def start_broker(self) -> None:
-        broker = Broker(self.address)
-
-        def serve() -> None:
-            try:
-                broker.run(self._stop)
-            finally:
-                broker.close()
-
-        self._thread = threading.Thread(target=serve, name="bench-broker", daemon=True)
-        self._thread.start()
+        self.broker.start()
 
     def stream_name(self, system: str, size: str, subs: int) -> str:
         name = f"bench{os.getpid()}-{system}-{size}-{subs}"
@@ -491,18 +369,10 @@ class FramebusEnvironment:
             self.leftovers.append(f"socket {sock.name}")
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        self.broker.stop()
         for stream in self.streams:
             self.sweep(stream)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def producer_floors(env: FramebusEnvironment, width: int, height: int,
@@ -518,26 +388,18 @@ def producer_floors(env: FramebusEnvironment, width: int, height: int,
     for dst in slots:
         np.copyto(dst, src)  # ...so this does, before timing
     turn = itertools.count()
-    floors = {"np.copyto": _rate(lambda: np.copyto(slots[0], src), seconds),
+    floors = {"np.copyto": loop_rate(lambda: np.copyto(slots[0], src), seconds),
               f"np.copyto into {SLOTS} buffers in turn":
-                  _rate(lambda: np.copyto(slots[next(turn) % SLOTS], src), seconds)}
+                  loop_rate(lambda: np.copyto(slots[next(turn) % SLOTS], src), seconds)}
     stream = env.stream_name("floor", f"{width}x{height}", 0)
     try:
         with framebus.Publisher(stream, shape=src.shape, fmt="bgr24", slots=SLOTS,
                                 broker=env.address) as pub:
             pub.publish(src)
-            floors["publish, no subscriber"] = _rate(lambda: pub.publish(src), seconds)
+            floors["publish, no subscriber"] = loop_rate(lambda: pub.publish(src), seconds)
     finally:
         env.sweep(stream)
     return floors
-
-
-def _rate(step: Callable[[], object], seconds: float) -> float:
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        step()
-        count += 1
-    return count / elapsed
 
 
 # -- turning logs into figures ----------------------------------------------------------------
@@ -581,19 +443,11 @@ def analyse(cell: Cell, phases: dict, reports: list[dict]) -> Row:
         paced_copy_ms.append((t_recv - t_start)[in_paced] / 1e6)
     row.fps, row.drops = float(np.mean(fps)), float(np.mean(drops))
     row.drop_share = row.drops / flat_count if flat_count else 0.0
-    row.paced, row.flat = _percentiles(paced_ms), _percentiles(flat_ms)
+    row.paced, row.flat = percentiles(paced_ms), percentiles(flat_ms)
     if cell.system == "framebus":
-        row.paced_with_copy = _percentiles(paced_copy_ms)
+        row.paced_with_copy = percentiles(paced_copy_ms)
         row.notes = _framebus_checks(reports)
     return row
-
-
-def _percentiles(chunks: list[np.ndarray]) -> tuple[float, float] | None:
-    values = np.concatenate(chunks) if chunks else np.empty(0)
-    if not values.size:
-        return None
-    p50, p99 = np.percentile(values, [50, 99])
-    return float(p50), float(p99)
 
 
 def _framebus_checks(reports: list[dict]) -> list[str]:
@@ -636,12 +490,8 @@ def _cells(row: Row) -> list[str]:
         return head + ["failed"] + [""] * (len(COLUMNS) - 4)
     fps = f"{row.fps:,.0f}" if row.fps >= 100 else f"{row.fps:.1f}"
     return head + [f"{row.producer_fps:,.0f}", fps, f"{row.mbps:,.0f}",
-                   _latency(row.paced), _latency(row.flat),
+                   format_pair(row.paced), format_pair(row.flat),
                    f"{row.drops:,.0f} ({row.drop_share:.0%})"]
-
-
-def _latency(pair: tuple[float, float] | None) -> str:
-    return "-" if pair is None else f"{pair[0]:.2f} / {pair[1]:.2f}"
 
 
 CAPTION = (
@@ -670,10 +520,8 @@ def rich_table(rows: list[Row], seconds: float) -> Table:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if n in ("size", "system") else "---:" for n in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
-    return "\n".join(lines) + f"\n\n{CAPTION}"
+    cells = [_cells(row) for row in rows]
+    return common.markdown_table(COLUMNS, cells, ("size", "system")) + f"\n\n{CAPTION}"
 
 
 @dataclass
@@ -743,12 +591,11 @@ def print_targets(console: Console, found: list[Target]) -> None:
     console.print("\n[bold]Targets[/] (ratios from this run)")
     for t in found:
         if t.value is None:
-            console.print(f"  [dim]n/a [/] {t.what}: not measured in this run")
+            console.print(f"  {verdict(None)} {t.what}: not measured in this run")
             continue
-        verdict = "[green]PASS[/]" if t.passed else "[red]MISS[/]"
         sign = "<=" if t.at_most else ">="
-        console.print(f"  {verdict} {t.what} = {t.value:.2f}x (target {sign} {t.goal:g}x; "
-                      f"{t.detail})")
+        console.print(f"  {verdict(t.passed)} {t.what} = {t.value:.2f}x "
+                      f"(target {sign} {t.goal:g}x; {t.detail})")
 
 
 def print_producer_floors(console: Console, rows: list[Row],
@@ -776,29 +623,16 @@ def print_notes(console: Console, rows: list[Row], leftovers: list[str]) -> None
             continue
         if row.paced_with_copy:
             lines.append(f"{row.cell}: paced latency from before the copy into the slot "
-                         f"p50/p99 {_latency(row.paced_with_copy)} ms")
+                         f"p50/p99 {format_pair(row.paced_with_copy)} ms")
         if row.paced_drops:
             lines.append(f"{row.cell}: {row.paced_drops} frames of the 30 fps phase never "
                          "delivered (all subscribers)")
         lines += [f"{row.cell}: {note}" for note in row.notes]
     lines += [f"left behind by a producer (removed now): {item}" for item in leftovers]
-    if lines:
-        console.print("\n[bold]Notes[/]")
-        for line in lines:
-            console.print(f"  {line}", highlight=False)
+    print_section(console, "Notes", lines)
 
 
 # -- command line -----------------------------------------------------------------------------
-
-
-def _sizes(ctx, param, value: str) -> list[tuple[int, int]]:
-    try:
-        sizes = [tuple(int(n) for n in item.lower().split("x")) for item in value.split(",")]
-        if all(len(s) == 2 and s[0] > 0 and s[1] > 0 for s in sizes):
-            return sizes
-    except ValueError:
-        pass
-    raise click.BadParameter(f"expected WIDTHxHEIGHT[,WIDTHxHEIGHT...], got {value!r}")
 
 
 def _subs(ctx, param, value: str) -> list[int]:
@@ -811,22 +645,15 @@ def _subs(ctx, param, value: str) -> list[int]:
     raise click.BadParameter(f"expected positive counts such as 1,4, got {value!r}")
 
 
-def _systems(ctx, param, value: str) -> list[str]:
-    chosen = [s.strip() for s in value.split(",")]
-    unknown = [s for s in chosen if s not in SYSTEMS]
-    if unknown:
-        raise click.BadParameter(f"unknown system(s) {unknown}; choose among {list(SYSTEMS)}")
-    return chosen
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True,
               help="Length of each phase (paced, then flat out) of every cell.")
-@click.option("--sizes", default=DEFAULT_SIZES, show_default=True, callback=_sizes,
+@click.option("--sizes", default=DEFAULT_SIZES, show_default=True, callback=parse_sizes,
               help="Frame sizes, WIDTHxHEIGHT, comma-separated.")
 @click.option("--subs", default="1,4", show_default=True, callback=_subs,
               help="Subscriber counts, comma-separated.")
-@click.option("--systems", default=",".join(SYSTEMS), show_default=True, callback=_systems,
+@click.option("--systems", default=",".join(SYSTEMS), show_default=True,
+              callback=parse_systems(SYSTEMS),
               help="Systems to compare, comma-separated.")
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown.")
 def main(seconds: float, sizes: list[tuple[int, int]], subs: list[int], systems: list[str],

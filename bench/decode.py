@@ -44,11 +44,9 @@ import queue as queue_module
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -59,14 +57,14 @@ from typing import Callable
 
 import click
 import numpy as np
-import posix_ipc
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 import framebus
-from framebus.broker import Broker
+from common import (CLOCK_TICK, ThreadBroker, cpu_seconds, free_port, markdown_table,
+                    print_section, sweep_rings, verdict)
 from framebus.supervisor import PARENT_ENV
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 25
@@ -89,7 +87,6 @@ STARTUP_TIMEOUT = 60.0
 RECV_TIMEOUT = 0.05
 #: How often capacity subscribers send their live figures to the main process.
 TICK = 1.0
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 # Progress lines unwrapped, so a log of them stays one line per event.
 err = Console(stderr=True, soft_wrap=True)
@@ -193,12 +190,8 @@ def machine_busy() -> float:
 
 def process_cpu(pid: int) -> float:
     """CPU seconds, user + system, all threads, of process *pid*; 0 once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+    seconds = cpu_seconds(pid)
+    return 0.0 if seconds is None else seconds
 
 
 @dataclass
@@ -412,26 +405,16 @@ class Bench:
         runtime = self.tmp / "run"
         runtime.mkdir(mode=0o700)
         self.prefix = f"fbdecode{os.getpid()}"
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.address = f"tcp://127.0.0.1:{free_port()}"
         # Children, spawned and subprocess alike, inherit these.
         os.environ.update(FRAMEBUS_BROKER=self.address, FRAMEBUS_SHM_PREFIX=self.prefix,
                           FRAMEBUS_RUNTIME_DIR=str(runtime))
         self.decoders: list[Decoder] = []
         self.leftovers: list[str] = []  # rings a stopped decoder left behind
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.broker = ThreadBroker(self.address)
 
     def start_broker(self) -> None:
-        broker = Broker(self.address)
-
-        def serve() -> None:
-            try:
-                broker.run(self._stop)
-            finally:
-                broker.close()
-
-        self._thread = threading.Thread(target=serve, name="bench-broker", daemon=True)
-        self._thread.start()
+        self.broker.start()
 
     def start_decoder(self, video: Video, name: str, *options: str) -> Decoder:
         argv = [sys.executable, "-m", "framebus", "decode", str(video.path), "--name", name,
@@ -465,26 +448,13 @@ class Bench:
     def sweep(self) -> None:
         """Unlink any ring of this run still in /dev/shm, and note it (a framebus bug when
         its decoder stopped cleanly)."""
-        for entry in Path("/dev/shm").glob(f"{self.prefix}.*"):
-            try:
-                posix_ipc.unlink_shared_memory("/" + entry.name)
-                self.leftovers.append(entry.name)
-            except posix_ipc.ExistentialError:
-                pass  # the broker reclaimed it meanwhile
+        self.leftovers += sweep_rings(self.prefix)
 
     def close(self) -> None:
         self.stop_decoders(self.decoders)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        self.broker.stop()
         self.sweep()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Crew:
@@ -983,13 +953,6 @@ def rich_table(title: str, columns: tuple[str, ...], cells: list[list[str]], cap
     return table
 
 
-def markdown_table(columns: tuple[str, ...], cells: list[list[str]], left: tuple[str, ...]) -> str:
-    lines = ["| " + " | ".join(columns) + " |",
-             "|" + "|".join("---" if n in left else "---:" for n in columns) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-    return "\n".join(lines)
-
-
 def throughput_caption(video: Video) -> str:
     return (f"Each run decodes in processes of its own. PyAV and OpenCV: the whole file once, "
             f"frames / time from before the first frame to after the last. framebus: "
@@ -1067,13 +1030,13 @@ def print_targets(console: Console, found: list[Target]) -> None:
     console.print("\n[bold]Targets[/]")
     for t in found:
         if t.value is None:
-            console.print(f"  [dim]n/a [/] {t.what}: not measured in this run")
+            console.print(f"  {verdict(None)} {t.what}: not measured in this run")
             continue
-        verdict = "[green]PASS[/]" if t.passed else "[red]MISS[/]"
         sign = ">" if t.strict else ">="
         value = f"{t.value:.2f}x" if t.unit == "x" else f"{t.value:.0f}{t.unit}"
         goal = f"{t.goal:g}{t.unit}"
-        console.print(f"  {verdict} {t.what} = {value} (target {sign} {goal}; {t.detail})",
+        console.print(f"  {verdict(t.passed)} {t.what} = {value} "
+                      f"(target {sign} {goal}; {t.detail})",
                       highlight=False)
 
 
@@ -1096,10 +1059,7 @@ def print_notes(console: Console, rows: list[ThroughputRow],
     lines = [line for row in rows for line in throughput_notes(row, video)]
     lines += [line for levels in capacity.values() for r in levels for line in level_notes(r)]
     lines += [f"left behind by a stopped decoder (removed now): {item}" for item in leftovers]
-    if lines:
-        console.print("\n[bold]Notes[/]")
-        for line in lines:
-            console.print(f"  {line}", highlight=False)
+    print_section(console, "Notes", lines)
 
 
 def throughput_notes(row: ThroughputRow, video: Video) -> list[str]:

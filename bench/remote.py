@@ -41,7 +41,6 @@ import os
 import queue as queue_module
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -51,7 +50,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol
@@ -63,7 +61,12 @@ import zmq
 from rich.console import Console
 from rich.table import Table
 
+import common
 import framebus
+from common import (Aborted, FramebusSender, ImagezmqReceiver, ImagezmqSender, Sender,
+                    cpu_seconds, format_pair, free_port, loop_rate, parse_sizes, parse_systems,
+                    percentiles, print_section, publish_for, shutdown, start_process,
+                    sweep_rings, verdict, warm_up)
 from framebus.discovery import BrokerClient
 from framebus.errors import FramebusError
 from framebus.supervisor import PARENT_ENV, die_with_supervisor
@@ -72,7 +75,6 @@ from framebus.testsrc import TestPattern
 SYSTEMS = ("framebus-raw", "framebus-jpeg", "imagezmq", "netgear", "local")
 DEFAULT_SIZES = "640x480,1920x1080"
 JPEG_QUALITY = 90
-SLOTS = 8  # framebus ring depth, as in bench/bus.py
 SLOW_PERIOD = 0.5  # the slow consumer sleeps this long after each frame: 2 fps
 WARMUP_FPS = 30.0
 #: After the phases the producer goes on at this rate until the consumers have stopped, so
@@ -90,7 +92,6 @@ RECV_TIMEOUT = 1.0
 #: would hold 25 GB. It is lowered to this (bench/bus.py's raw zmq figure) by reconnecting.
 IMAGEZMQ_RCVHWM = 8
 NETGEAR_TIMEOUT = 5  # seconds without a message before a NetGear receiver gives up
-NANOSECONDS = Fraction(1, 10**9)
 STAMP = struct.Struct("<qq")  # seq, producer clock (ns): NetGear's first 16 bytes of pixels
 
 err = Console(stderr=True)
@@ -164,35 +165,12 @@ class Cell:
 # system carries it, t_recv the consumer's once it holds the array; None on timeout.
 
 
-class Sender(Protocol):
-    address: str  # what the consumers need to reach this producer
-
-    def send(self, image: np.ndarray, seq: int, t_start: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class Receiver(Protocol):
     def recv(self, timeout: float) -> tuple[int, int, int] | None: ...
 
     def stats(self) -> dict: ...
 
     def close(self) -> None: ...
-
-
-class FramebusSender:
-    """Publisher.publish: one copy into the next slot; the relay reads the ring like anyone."""
-
-    def __init__(self, cell: Cell) -> None:
-        self.pub = framebus.Publisher(cell.stream, shape=cell.shape, fmt="bgr24", slots=SLOTS,
-                                      broker=cell.broker, time_base=NANOSECONDS)
-        self.address = cell.stream
-
-    def send(self, image: np.ndarray, seq: int, t_start: int) -> None:
-        self.pub.publish(image, pts=t_start)
-
-    def close(self) -> None:
-        self.pub.close()  # unlinks the ring and the descriptor socket
 
 
 class FramebusReceiver:
@@ -220,53 +198,6 @@ class FramebusReceiver:
     def close(self) -> None:
         self.held = None
         self.sub.close()
-
-
-class ImagezmqSender:
-    """imagezmq.ImageSender in PUB/SUB mode; seq and clock travel in the message text."""
-
-    def __init__(self, cell: Cell) -> None:
-        import imagezmq
-
-        self.sender = imagezmq.ImageSender(connect_to="tcp://127.0.0.1:*", REQ_REP=False)
-        self.address = self.sender.zmq_socket.last_endpoint.decode()
-
-    def send(self, image: np.ndarray, seq: int, t_start: int) -> None:
-        self.sender.send_image(f"{seq} {t_start}", image)
-
-    def close(self) -> None:
-        self.sender.zmq_socket.linger = 0  # or close() waits for every queued frame
-        self.sender.close()
-
-
-class ImagezmqReceiver:
-    """imagezmq.ImageHub in PUB/SUB mode, its receive queue bounded (IMAGEZMQ_RCVHWM)."""
-
-    def __init__(self, cell: Cell, address: str) -> None:
-        import imagezmq
-
-        self.hub = imagezmq.ImageHub(open_port=address, REQ_REP=False)
-        # The hub connects in its constructor, before a high-water mark can apply: reconnect.
-        self.hub.zmq_socket.disconnect(address)
-        self.hub.zmq_socket.rcvhwm = IMAGEZMQ_RCVHWM
-        self.hub.zmq_socket.connect(address)
-        self.held: np.ndarray | None = None
-
-    def recv(self, timeout: float) -> tuple[int, int, int] | None:
-        if not self.hub.zmq_socket.poll(int(timeout * 1000)):  # recv_image has no timeout
-            return None
-        text, self.held = self.hub.recv_image()
-        t_recv = time.time_ns()
-        seq, t_start = map(int, text.split())
-        return seq, t_start, t_recv
-
-    def stats(self) -> dict:
-        return {}
-
-    def close(self) -> None:
-        self.held = None
-        self.hub.zmq_socket.linger = 0
-        self.hub.close()
 
 
 def _quiet_vidgear() -> None:
@@ -348,17 +279,15 @@ def make_sender(cell: Cell) -> Sender:
 def make_receiver(cell: Cell, consumer: Consumer, address: str) -> Receiver:
     if cell.framebus:
         return FramebusReceiver(cell, consumer)
-    return {"imagezmq": ImagezmqReceiver, "netgear": NetgearReceiver}[cell.system](cell, address)
+    if cell.system == "imagezmq":
+        return ImagezmqReceiver(address, rcvhwm=IMAGEZMQ_RCVHWM)
+    return NetgearReceiver(cell, address)
 
 
 # -- the child processes ----------------------------------------------------------------------
 #
 # They talk to the main process through one queue of (kind, role, payload) messages with plain
 # payloads (classes of this script pickle badly between __main__ and __mp_main__).
-
-
-class Aborted(Exception):
-    """The main process gave up on the cell; the child just cleans up."""
 
 
 def exit_on_sigterm(code: int) -> None:
@@ -389,44 +318,16 @@ def producer_process(queue, cell: Cell, go, finish, deadline: float) -> None:
     sender = make_sender(cell)
     try:
         queue.put(("up", "producer", sender.address))
-        seq = _warm_up(sender, image, go, finish, deadline)
+        seq = warm_up(sender, image, go, finish, deadline, WARMUP_FPS)
         queue.put(("phase", "producer", ("paced", time.time_ns())))
-        paced = _publish_for(sender, image, seq, cell.seconds, cell.paced_fps)
+        paced = publish_for(sender, image, seq, cell.seconds, cell.paced_fps)
         time.sleep(PHASE_GAP)
         queue.put(("phase", "producer", ("flat out", time.time_ns())))
-        flat = _publish_for(sender, image, paced["end"], cell.seconds, 0.0)
+        flat = publish_for(sender, image, paced["end"], cell.seconds, 0.0)
         queue.put(("done", "producer", {"paced": paced, "flat": flat}))
         _tail(sender, image, flat["end"], finish, deadline)
     finally:
         sender.close()
-
-
-def _warm_up(sender: Sender, image: np.ndarray, go, finish, deadline: float) -> int:
-    """Publish at 30 fps until every consumer has had a frame; returns the next seq."""
-    seq = 0
-    while not go.is_set():
-        if finish.is_set() or time.time() > deadline:
-            raise Aborted
-        sender.send(image, seq, time.time_ns())
-        seq += 1
-        go.wait(1.0 / WARMUP_FPS)
-    return seq
-
-
-def _publish_for(sender: Sender, image: np.ndarray, seq: int, seconds: float,
-                 fps: float) -> dict:
-    """Publish from *seq* for *seconds* at *fps* (0: flat out); the phase's seqs and times."""
-    first, period = seq, (1.0 / fps if fps else 0.0)
-    t0 = time.time_ns()
-    start = time.monotonic()
-    while (now := time.monotonic()) < start + seconds:
-        if period:
-            due = start + (seq - first) * period  # against the clock: a slow send delays none
-            if due > now:
-                time.sleep(due - now)
-        sender.send(image, seq, time.time_ns())
-        seq += 1
-    return {"first": first, "end": seq, "t0": t0, "t1": time.time_ns(), "fps": fps}
 
 
 def _tail(sender: Sender, image: np.ndarray, seq: int, finish, deadline: float) -> None:
@@ -468,19 +369,6 @@ def consumer_process(queue, cell: Cell, index: int, address: str, stop,
 
 # -- CPU of every process of a cell, from /proc ------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of *pid*, all its threads; None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
 class CpuSampler(threading.Thread):
     """Samples the CPU time of named processes every 0.2 s, to tell each phase's CPU %."""
 
@@ -513,19 +401,13 @@ class CpuSampler(threading.Thread):
 # -- what the main process owns: broker, relay, namespace, cleanup -----------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Environment:
     """A private broker, relay, shared-memory prefix and socket directory; all removed at close."""
 
     def __init__(self) -> None:
         self.runtime_dir = tempfile.mkdtemp(prefix="fbremote-")
         self.prefix = f"fbremote{os.getpid()}"
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.address = f"tcp://127.0.0.1:{free_port()}"
         # Children inherit all four; PARENT_ENV makes every `framebus` child and every
         # benchmark child die with this process, however it dies.
         os.environ.update({"FRAMEBUS_SHM_PREFIX": self.prefix,
@@ -555,7 +437,7 @@ class Environment:
         if self.relay is not None:
             self.relay_restarts += 1
             err.print(f"[red]relay exited with {self.relay.returncode}; restarting[/]")
-        self.relay_endpoint = f"tcp://127.0.0.1:{_free_port()}"
+        self.relay_endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.relay = self._service("relay", "--bind", self.relay_endpoint, log_name="relay.log")
 
         def registered(client: BrokerClient) -> bool:
@@ -593,9 +475,7 @@ class Environment:
 
     def sweep(self) -> None:
         """Remove every ring of this run still in /dev/shm: a producer's cleanup failed."""
-        for path in Path("/dev/shm").glob(f"{self.prefix}.*"):
-            path.unlink(missing_ok=True)
-            self.leftovers.append(path.name)
+        self.leftovers += sweep_rings(self.prefix)
 
     def close(self) -> None:
         for proc in (self.relay, self.broker):  # relay first: it reads rings and asks the broker
@@ -689,7 +569,7 @@ def run_cell(cell: Cell, env: Environment, mp) -> tuple[dict, list[dict], CpuSam
         live.finish()
         # Consumers close while the producer's tail still sends: a NetGear receive thread
         # only sees its stop flag when a message wakes it.
-        _shutdown(procs[1:])
+        shutdown(procs[1:], patience=8.0)
         return phases, [reports[i] for i in range(len(cell.consumers))], sampler
     finally:
         if sampler is not None:
@@ -698,14 +578,12 @@ def run_cell(cell: Cell, env: Environment, mp) -> tuple[dict, list[dict], CpuSam
         finish.set()
         if status is not None:
             status.stop()
-        _shutdown(procs)
+        shutdown(procs, patience=8.0)
         queue.close()
 
 
 def _start(mp, target: Callable, queue, role, *args):
-    proc = mp.Process(target=_child, args=(target, queue, role, *args), name=f"bench-{role}")
-    proc.start()
-    return proc
+    return start_process(mp, _child, target, queue, role, *args)
 
 
 def _collect(queue, kind: str, count: int, procs: list, timeout: float,
@@ -735,20 +613,6 @@ def _collect(queue, kind: str, count: int, procs: list, timeout: float,
         elif msg_kind != "ready":  # a late "ready" is harmless
             raise RuntimeError(f"expected '{kind}' from the children, got '{msg_kind}' from {role}")
     return got
-
-
-def _shutdown(procs: list, patience: float = 8.0) -> None:
-    """Join every child; terminate (then kill) those that do not finish in time."""
-    end = time.monotonic() + patience
-    for proc in procs:
-        proc.join(max(0.0, end - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(2.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
 
 
 # -- turning logs into figures ----------------------------------------------------------------
@@ -784,7 +648,7 @@ class Row:
         return float(np.mean([c[phase].share for c in self.subject])) if self.subject else None
 
     def latency(self, phase: str) -> tuple[float, float] | None:
-        return _percentiles([c[phase].latency_ms for c in self.subject])
+        return percentiles([c[phase].latency_ms for c in self.subject])
 
     def other_fps(self, phase: str) -> float | None:
         return float(np.mean([c[phase].fps for c in self.others])) if self.others else None
@@ -830,14 +694,6 @@ def _phase_figures(samples: np.ndarray, phase: dict, slow: bool) -> Phase:
     return Phase(float(fps), float(share), latency)
 
 
-def _percentiles(chunks: list[np.ndarray]) -> tuple[float, float] | None:
-    values = np.concatenate(chunks) if chunks else np.empty(0)
-    if not values.size:
-        return None
-    p50, p99 = np.percentile(values, [50, 99])
-    return float(p50), float(p99)
-
-
 def _framebus_checks(cell: Cell, reports: list[dict]) -> list[str]:
     """What framebus subscribers say about themselves, against what they returned."""
     notes = []
@@ -868,10 +724,6 @@ def _fps(value: float | None) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def _pair(values: tuple[float, float] | None, digits: int = 2) -> str:
-    return "-" if values is None else f"{values[0]:.{digits}f} / {values[1]:.{digits}f}"
-
-
 def _cpu(row: Row, phase: str) -> str:
     cpu = row.cpu.get(phase, {})
     consumers = [v for k, v in cpu.items() if k.startswith("c") and v is not None]
@@ -895,7 +747,7 @@ def _cells(row: Row) -> list[str]:
         f"{row.producer_fps['paced']:,.0f} / {row.producer_fps['flat']:,.0f}",
         f"{_fps(row.fps('paced'))} ({row.share('paced'):.0%})",
         _fps(row.fps("flat")),
-        _pair(row.latency("paced")), _pair(row.latency("flat")),
+        format_pair(row.latency("paced")), format_pair(row.latency("flat")),
         slow_fps, slow_ms, _cpu(row, "flat")]
 
 
@@ -932,11 +784,9 @@ def rich_table(rows: list[Row], seconds: float, sizes: list[tuple[int, int]]) ->
 
 
 def markdown_table(rows: list[Row], sizes: list[tuple[int, int]]) -> str:
+    cells = [_cells(row) for row in rows]
     left = ("size", "system", "consumers")
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if n in left else "---:" for n in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
-    return "\n".join(lines) + f"\n\n{caption(sizes)}"
+    return common.markdown_table(COLUMNS, cells, left) + f"\n\n{caption(sizes)}"
 
 
 @dataclass
@@ -1009,7 +859,8 @@ def _local_target(size: str, alone: Row, loaded: Row) -> Target:
     return Target(f"{size}: local shm subscriber's rate with 4 remote readers within 5% of alone "
                   "(paced)", abs(a / b - 1) <= 0.05,
                   f"{a:.1f} vs {b:.1f} fps = {a / b:.1%}; latency p50/p99 "
-                  f"{_pair(loaded.latency('paced'))} vs {_pair(alone.latency('paced'))} ms")
+                  f"{format_pair(loaded.latency('paced'))} vs "
+                  f"{format_pair(alone.latency('paced'))} ms")
 
 
 def _local_info(size: str, alone: Row, loaded: Row) -> list[str]:
@@ -1034,15 +885,10 @@ def _cpu_of(row: Row, phase: str, role: str) -> str:
 def print_targets(console: Console, found: list[Target], info: list[str]) -> None:
     console.print("\n[bold]Targets[/] (from this run)")
     for t in found:
-        verdict = ("[dim]n/a [/]" if t.passed is None else
-                   "[green]PASS[/]" if t.passed else "[red]MISS[/]")
-        console.print(f"  {verdict} {t.what}" + (f": {t.detail}" if t.detail else
+        console.print(f"  {verdict(t.passed)} {t.what}" + (f": {t.detail}" if t.detail else
                                                  ": not measured in this run"), highlight=False)
-    if info:
-        console.print("\n[bold]Beside the targets[/] (flat out, two cores: these ratios include "
-                      "every process's share of the CPU)")
-        for line in info:
-            console.print(f"  {line}", highlight=False)
+    print_section(console, "Beside the targets", info, " (flat out, two cores: these ratios "
+                  "include every process's share of the CPU)")
 
 
 # -- where a remote frame's time goes: the pieces, measured alone ------------------------------
@@ -1092,11 +938,7 @@ def wire_rate(endpoint: str, shape: tuple[int, ...], in_flight: int, seconds: fl
 
 
 def _per_frame_ms(step: Callable[[], object], seconds: float) -> float:
-    count, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        step()
-        count += 1
-    return 1000.0 * elapsed / count
+    return 1000.0 / loop_rate(step, seconds)
 
 
 def path_costs(width: int, height: int, seconds: float, mp) -> dict[str, float]:
@@ -1125,7 +967,7 @@ def path_costs(width: int, height: int, seconds: float, mp) -> dict[str, float]:
             costs[f"wire fps, {k} request(s) in flight"] = wire_rate(endpoint, shape, k, seconds)
     finally:
         stop.set()
-        _shutdown([server])
+        shutdown([server], patience=8.0)
         queue.close()
     return costs
 
@@ -1156,35 +998,16 @@ def print_notes(console: Console, rows: list[Row], env: Environment,
             lines.append(f"{row.cell}: the 4 remote consumers beside it got "
                          f"{_fps(row.other_fps('paced'))} fps paced, "
                          f"{_fps(row.other_fps('flat'))} flat out, latency p50/p99 paced "
-                         f"{_pair(_percentiles([o['paced'].latency_ms for o in row.others]))} ms")
+                         f"{format_pair(percentiles([o['paced'].latency_ms for o in row.others]))}"
+                         " ms")
         lines += [f"{row.cell}: {note}" for note in row.notes]
     if env.relay_restarts:
         lines.append(f"the relay died and was restarted {env.relay_restarts} time(s)")
     lines += [f"left behind by a producer (removed now): {item}" for item in env.leftovers]
-    console.print("\n[bold]Notes[/]")
-    for line in lines:
-        console.print(f"  {line}", highlight=False)
+    print_section(console, "Notes", lines)  # never empty: the machine line comes first
 
 
 # -- command line -----------------------------------------------------------------------------
-
-
-def _sizes(ctx, param, value: str) -> list[tuple[int, int]]:
-    try:
-        sizes = [tuple(int(n) for n in item.lower().split("x")) for item in value.split(",")]
-        if all(len(s) == 2 and s[0] > 0 and s[1] > 0 for s in sizes):
-            return sizes
-    except ValueError:
-        pass
-    raise click.BadParameter(f"expected WIDTHxHEIGHT[,WIDTHxHEIGHT...], got {value!r}")
-
-
-def _systems(ctx, param, value: str) -> list[str]:
-    chosen = [s.strip() for s in value.split(",")]
-    unknown = [s for s in chosen if s not in SYSTEMS]
-    if unknown:
-        raise click.BadParameter(f"unknown system(s) {unknown}; choose among {list(SYSTEMS)}")
-    return chosen
 
 
 def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
@@ -1194,7 +1017,7 @@ def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
         for system in systems:
             scenarios = (SHM_ALONE, SHM_LOADED) if system == "local" else (SOLO, FOUR)
             for consumers in scenarios:
-                ports = tuple(_free_port() for _ in consumers) if system == "netgear" else ()
+                ports = tuple(free_port() for _ in consumers) if system == "netgear" else ()
                 cells.append(Cell("framebus-raw" if system == "local" else system, w, h,
                                   consumers, seconds, env.stream_name(system), env.address,
                                   ports))
@@ -1204,9 +1027,10 @@ def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--seconds", type=click.FloatRange(min=1.0), default=4.0, show_default=True,
               help="Length of each phase (paced, then flat out) of every cell.")
-@click.option("--sizes", default=DEFAULT_SIZES, show_default=True, callback=_sizes,
+@click.option("--sizes", default=DEFAULT_SIZES, show_default=True, callback=parse_sizes,
               help="Frame sizes, WIDTHxHEIGHT, comma-separated.")
-@click.option("--systems", default=",".join(SYSTEMS), show_default=True, callback=_systems,
+@click.option("--systems", default=",".join(SYSTEMS), show_default=True,
+              callback=parse_systems(SYSTEMS),
               help="Systems to compare, comma-separated ('local': framebus's shm subscriber "
                    "alone and beside 4 remote readers).")
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown.")
