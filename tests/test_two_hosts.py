@@ -173,3 +173,25 @@ def test_broker_and_relay_refuse_to_bind_beyond_loopback_without_keys(two_hosts)
 
 if sys.platform != "linux":  # pragma: no cover
     pytest.skip("network namespaces are Linux's", allow_module_level=True)
+
+
+def test_the_broker_knows_the_whole_site_and_readers_on_either_host_reach_either_stream(site):
+    """A producer and a relay on B register with A's broker over CurveZMQ; A reads B's stream."""
+    a, b = site.a, site.b
+    b_env = {"FRAMEBUS_BROKER": site.public_broker, "FRAMEBUS_KEYS": str(site.keys["good"])}
+    b.popen(framebus("testsrc", "cam-b", "--size", "32x24", "--fps", "50"), env=b_env)
+    b.popen(framebus("relay", "--bind", f"tcp://{b.address}:5556", "--curve-keys",
+                     str(site.keys["relay"])), env=b_env)
+    ls = None
+    for _ in range(40):  # registrations arrive within a heartbeat or two
+        ls = a.run(framebus("ls"), env=site.local, timeout=30)
+        if "cam-b" in ls.stdout and f"tcp://{b.address}:5556" in ls.stdout:
+            break
+        time.sleep(0.25)
+    assert ls.returncode == 0 and "host-a" in ls.stdout and "host-b" in ls.stdout, ls.stdout
+    assert f"relay for host host-b: tcp://{b.address}:5556" in ls.stdout
+    on_a = a.popen([PYTHON, CONSUMER, "cam-b", "--frames", "30"], stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE, text=True,
+                   env={**site.local, "FRAMEBUS_KEYS": str(site.keys["good"])})
+    r = result(on_a)
+    assert r["good"] == 30 and r["bad"] == 0 and r["paths"] == ["tcp"], r
