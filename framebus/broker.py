@@ -109,6 +109,11 @@ class Broker:
                 self._sweep(now)
                 next_sweep = now + 0.1
 
+    def reload_keys(self) -> None:
+        """Re-read the authorized client keys (SIGHUP): they apply to new connections."""
+        if self._keys is not None:
+            self._keys.reload()
+
     def close(self) -> None:
         for socket in self._sockets:
             socket.close(linger=0)

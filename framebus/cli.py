@@ -104,11 +104,16 @@ def relay(binds: tuple[str, ...], advertise: str | None, curve_keys: str | None,
 
 
 def _serve(make_service) -> None:
-    """Run a service until Ctrl-C or SIGTERM; a failure to start is one clear line."""
+    """Run a service until Ctrl-C or SIGTERM; a failure to start is one clear line.
+
+    SIGHUP re-reads the authorized client keys, so a client can be admitted or
+    turned away without a restart.
+    """
     try:
         service = make_service()
     except FramebusError as exc:
         raise click.ClickException(str(exc)) from None
+    signal.signal(signal.SIGHUP, lambda *_: service.reload_keys())
     try:
         service.run()
     except KeyboardInterrupt:

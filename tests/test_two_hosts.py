@@ -5,6 +5,7 @@ address, so CurveZMQ guards them, with an allowlist of client keys."""
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -195,3 +196,18 @@ def test_the_broker_knows_the_whole_site_and_readers_on_either_host_reach_either
                    env={**site.local, "FRAMEBUS_KEYS": str(site.keys["good"])})
     r = result(on_a)
     assert r["good"] == 30 and r["bad"] == 0 and r["paths"] == ["tcp"], r
+
+
+def test_a_client_admitted_at_runtime_reads_after_a_sighup(site):
+    b = site.b
+    refused = site.consumer(b, "--seconds", "2", keys="relayless")
+    _, err = refused.communicate(timeout=30)
+    assert refused.returncode != 0 and "refused this client's key" in err
+    shutil.copy(site.keys["relayless"] / "client.key",
+                site.keys["relay"] / "authorized" / "relayless.key")
+    site.relay.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    admitted = site.consumer(b, "--frames", "20", keys="relayless")
+    r = result(admitted)
+    assert r["good"] == 20 and r["paths"] == ["tcp"], r
+    assert site.relay.poll() is None, "the relay reloads, it does not restart"

@@ -140,6 +140,7 @@ class ServerKeys:
     def reload(self) -> None:
         """Re-read the authorized keys (after one was added or removed)."""
         self._allowed = set(zmq.auth.load_certificates(str(self.authorized)))
+        self._refused.clear()
         log.info("CurveZMQ: %d authorized client key(s) in %s", len(self._allowed),
                  self.authorized)
 

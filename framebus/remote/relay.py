@@ -333,6 +333,11 @@ class Relay:
                 feed.stop()
                 del self._feeds[name]
 
+    def reload_keys(self) -> None:
+        """Re-read the authorized client keys (SIGHUP): they apply to new connections."""
+        if self._keys is not None:
+            self._keys.reload()
+
     def close(self) -> None:
         for feed in self._feeds.values():
             feed.stop()
