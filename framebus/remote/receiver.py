@@ -1,9 +1,10 @@
 """The network path of a Subscriber: frames from the relay of the producer's host.
 
-One credit at a time: the subscriber asks for a frame when its caller asks for
-one, and the relay answers with the newest frame it does not have yet. So a slow
-caller never finds a queue of old frames, however slow it is, and costs nobody
-else anything. A credit lost to a relay restart or a network cut is asked again
+The subscriber asks for a frame when its caller asks for one, and the relay
+answers with the newest frame it does not have yet. So a slow caller never finds
+a queue of old frames, however slow it is, and costs nobody else anything. A
+caller that keeps pace holds a second credit, so the next frame travels while it
+takes this one. A credit lost to a relay restart or a network cut is asked again
 after a second of silence; ZeroMQ reconnects by itself.
 """
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Ask again when a credit has gone unanswered this long (seconds).
 ASK_AGAIN_AFTER = 1.0
+#: A caller back for the next frame within this long keeps pace, and gets a second credit.
+KEEPING_PACE = 0.01
 _HANDSHAKE_FAILED = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's key",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "did not speak the same security protocol",
@@ -50,7 +53,9 @@ class RemotePath:
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._endpoint: str | None = None
-        self._asked = 0.0  # when the outstanding credit was sent; 0: none outstanding
+        self._outstanding = 0  # credits sent and not answered yet
+        self._asked = 0.0  # when the oldest of them was sent
+        self._returned = 0.0  # when the last frame was handed over
         self.last_message = 0.0
         self.update(info)
 
@@ -71,20 +76,28 @@ class RemotePath:
         self._monitor = socket.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         socket.connect(endpoint)
-        self._socket, self._endpoint, self._asked = socket, endpoint, 0.0
+        self._socket, self._endpoint, self._outstanding = socket, endpoint, 0
         log.info("%s: receiving through the relay at %s", self._sub.name, endpoint)
 
     def receive(self, wait: float) -> Frame | None:
         self._check_handshake()
         now = time.monotonic()
-        if not self._asked or now - self._asked > ASK_AGAIN_AFTER:
-            self._ask(now)
+        # A caller that comes back for the next frame at once keeps pace: a second credit
+        # lets the relay send the next frame while this one is being taken. One that took
+        # its time gets one credit, and never the frame a credit fetched meanwhile.
+        keeping_pace = now - self._returned < KEEPING_PACE
+        if not keeping_pace and self._outstanding > 1:
+            self._drop_prefetched()
+        if self._outstanding and now - self._asked > ASK_AGAIN_AFTER:
+            self._outstanding = 0  # lost to a relay restart or a network cut
+        while self._outstanding < (2 if keeping_pace else 1) and self._ask(now):
+            pass
         if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
             self._check_handshake()
             return None
         parts = self._socket.recv_multipart(copy=False)
-        self.last_message = time.monotonic()
-        self._asked = 0.0  # answered: the next receive asks afresh
+        self.last_message = self._returned = self._asked = time.monotonic()
+        self._outstanding = max(0, self._outstanding - 1)
         try:
             return self._accept(parts)
         except ProtocolError as exc:
@@ -93,20 +106,27 @@ class RemotePath:
             return None
 
     def abandon(self) -> None:
-        """The caller gave up waiting: what the old credit brings is stale by the next call."""
-        self._asked = 0.0
+        """The caller gave up waiting: what the old credits bring is stale by the next call."""
+        self._outstanding = 0
+        self._drop_prefetched()
+
+    def _drop_prefetched(self) -> None:
         while self._socket is not None and self._socket.poll(0, zmq.POLLIN):
             self._socket.recv_multipart(copy=False)
+            self._outstanding = max(0, self._outstanding - 1)
 
     def retire(self, token: bytes) -> None:
         pass  # the relay only ever sends the newest frame of the current ring
 
-    def _ask(self, now: float) -> None:
+    def _ask(self, now: float) -> bool:
         try:
             self._socket.send(self._want.pack(), zmq.NOBLOCK)
-            self._asked = now
         except zmq.Again:
-            pass  # not connected yet: ask on the next call
+            return False  # not connected yet: ask on the next call
+        if not self._outstanding:
+            self._asked = now
+        self._outstanding += 1
+        return True
 
     def _accept(self, parts: list[zmq.Frame]) -> Frame | None:
         kind = parts[0].bytes

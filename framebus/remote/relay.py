@@ -254,6 +254,9 @@ class Relay:
             sub = self._subscribers[key] = _Subscriber(socket, identity, want)
             log.info("subscriber %s wants %s (%s)", identity.hex()[:8], want.stream,
                      want.codec if want.codec == "raw" else f"jpeg q{want.quality}")
+        if sub.want.token == want.token and want.after < sub.want.after:
+            # A second credit sent before the first was answered: never send a frame twice.
+            want = replace(want, after=sub.want.after)
         sub.want, sub.last_seen = want, time.monotonic()
         sub.credit = min(MAX_CREDIT, sub.credit + 1)
         feed = self._feed(want.stream)
