@@ -186,8 +186,8 @@ def test_the_broker_knows_the_whole_site_and_readers_on_either_host_reach_either
     ls = None
     for _ in range(40):  # registrations arrive within a heartbeat or two
         ls = a.run(framebus("ls"), env=site.local, timeout=30)
-        if "cam-b" in ls.stdout and f"tcp://{b.address}:5556" in ls.stdout:
-            break
+        if all(part in ls.stdout for part in ("host-a", "cam-b", f"tcp://{b.address}:5556")):
+            break  # both hosts' producers and B's relay have registered
         time.sleep(0.25)
     assert ls.returncode == 0 and "host-a" in ls.stdout and "host-b" in ls.stdout, ls.stdout
     assert f"relay for host host-b: tcp://{b.address}:5556" in ls.stdout
