@@ -23,7 +23,8 @@ import av
 
 from ..publisher import Publisher
 from .convert import Converter
-from .source import ContainerInput, Input, OpenOptions, Source, SourceError, open_source
+from .source import (TESTSRC_FPS, TESTSRC_SIZE, ContainerInput, Input, OpenOptions, Source,
+                     SourceError, open_source)
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +229,9 @@ class DecodeWorker:
 
     def _open(self) -> Input:
         o = self.options
-        testsrc_size = o.size or (640, 480)
         return open_source(self.source, OpenOptions(
             rtsp_transport=o.rtsp_transport, timeout=o.timeout, threads=o.threads,
-            testsrc_size=testsrc_size, testsrc_fps=o.fps or 30.0))
+            testsrc_size=o.size or TESTSRC_SIZE, testsrc_fps=o.fps or TESTSRC_FPS))
 
     def _close_input(self) -> None:
         if self._input is not None:

@@ -353,6 +353,7 @@ class Relay:
         if self._keys is not None:
             self._keys.stop()
         self._context.term()
+        log.info("relay stopped: %d frames sent, %d requests refused", self.sent, self.rejected)
 
 
 def _prepare(socket: zmq.Socket) -> None:
