@@ -6,7 +6,9 @@ it is down, frames keep flowing to subscribers already connected, and
 everyone re-registers and re-resolves when it returns.
 
 A producer silent for ``dead_after`` seconds is marked dead, and if it ran
-on this host and its process is gone, its ring segment is reclaimed.
+on this host and its process is gone, its ring segment is reclaimed. Every few
+seconds, and at its start, the broker also reclaims any ring and socket file of
+this host whose producer is gone, known to it or not (framebus/leftovers.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import zmq
 from . import config
 from .discovery import MAX_MESSAGE, StreamInfo
 from .errors import FramebusError, InvalidName
+from .leftovers import reclaim_stale
 from .names import validate_stream_name
 from .remote.keys import bind_servers
 from .shm import reclaim
@@ -37,6 +40,8 @@ MAX_FIGURES = 16
 
 #: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
 FORGET_AFTER = 300.0
+#: How often the broker looks for rings and socket files that killed producers left.
+LEFTOVERS_EVERY = 5.0
 
 
 class Refused(FramebusError):
@@ -100,7 +105,7 @@ class Broker:
         poller = zmq.Poller()
         for socket in self._sockets:
             poller.register(socket, zmq.POLLIN)
-        next_sweep = 0.0
+        next_sweep = next_leftovers = 0.0
         while not stop.is_set():
             for socket, _ in poller.poll(100):
                 self._serve_one(socket, socket.recv_multipart())
@@ -108,6 +113,9 @@ class Broker:
             if now >= next_sweep:
                 self._sweep(now)
                 next_sweep = now + 0.1
+            if now >= next_leftovers:
+                reclaim_stale()
+                next_leftovers = now + LEFTOVERS_EVERY
 
     def reload_keys(self) -> None:
         """Re-read the authorized client keys (SIGHUP): they apply to new connections."""

@@ -27,10 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import config, sitefile
+from . import sitefile
 from .discovery import broker_answers
-from .shm import read_header, reclaim
-from .shm.segment import pid_alive
+from .leftovers import clean_after, reclaim_stale
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +125,9 @@ class Supervisor:
     def run(self) -> None:
         previous = signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
         try:
+            left = reclaim_stale()
+            if left:
+                log.info("reclaimed what killed producers left of %s", ", ".join(left))
             self._start_broker()
             for spec in self.site.streams.values():
                 self._add(spec)
@@ -166,7 +168,7 @@ class Supervisor:
         log.warning("%s: died (%s)%s; restarting %s", child.name, why, words,
                     "now" if not delay else f"in {delay:.1f} s")
         if child is not self.broker:
-            _clean_after(child.name)
+            clean_after(child.name)
 
     def _children(self) -> list[Child]:
         return ([self.broker] if self.broker else []) + list(self.streams.values())
@@ -193,7 +195,7 @@ class Supervisor:
 
     def _remove(self, name: str) -> None:
         self.streams.pop(name).stop()
-        _clean_after(name)
+        clean_after(name)
 
     def reload(self) -> None:
         """Re-read the site file; apply what changed, keep everything else running."""
@@ -220,16 +222,6 @@ class Supervisor:
                 log.info("reload: %s added", name)
             self._add(spec)
         self.site = site
-
-
-def _clean_after(name: str) -> None:
-    """What a killed decoder leaves behind: its ring, and its descriptor socket file."""
-    segment = config.segment_name(name)
-    header = read_header(segment)
-    if header is not None and pid_alive(header.writer_pid):
-        return  # a live producer holds the name now: its ring and socket are not ours
-    reclaim(segment)
-    Path(config.descriptor_endpoint(name)[len("ipc://"):]).unlink(missing_ok=True)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
