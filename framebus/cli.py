@@ -245,7 +245,7 @@ def _stat_table(infos: list[StreamInfo]) -> Table:
 @main.command()
 @click.argument("site_file", type=click.Path(dir_okay=False))
 def up(site_file: str) -> None:
-    """Run a whole site: the broker and a decoder for every stream of SITE_FILE (TOML).
+    """Run a whole site: the broker, the relay and a decoder for every stream of SITE_FILE.
 
     Restarts what dies, re-reads SITE_FILE on SIGHUP, and stops everything, leaving
     no ring behind, on Ctrl-C or SIGTERM. See examples/framebus.toml.
@@ -258,8 +258,10 @@ def up(site_file: str) -> None:
         supervisor = Supervisor(site_file, on_tick=display.update)
     except SiteError as exc:
         raise click.ClickException(str(exc)) from None
-    log.info("up: %d stream(s) from %s, broker %s; Ctrl-C stops everything",
-             len(supervisor.site.streams), site_file, supervisor.site.broker)
+    site = supervisor.site
+    relay = f", relay on {', '.join(site.relay.bind)}" if site.relay else ""
+    log.info("up: %d stream(s) from %s, broker %s%s; Ctrl-C stops everything",
+             len(site.streams), site_file, site.broker.address, relay)
     try:
         with display:
             supervisor.run()
@@ -273,7 +275,7 @@ def up(site_file: str) -> None:
 
 class _SiteDisplay:
     """What `framebus up` shows: a live table on a terminal, elsewhere a log line a stream
-    every 10 s."""
+    every 10 s; either way, the state of the broker and relay it runs."""
 
     def __init__(self) -> None:
         self._live = Live(console=err_console, refresh_per_second=2) if err_console.is_terminal \
@@ -286,18 +288,24 @@ class _SiteDisplay:
         if now < self._next:
             return
         self._next = now + (1.0 if self._live else 10.0)
+        services = _services(supervisor, now)
         if self._client is None:
-            self._client = BrokerClient(supervisor.site.broker, timeout=0.3)
+            self._client = BrokerClient(supervisor.site.broker.address, timeout=0.3)
         try:
             infos = self._client.streams()
-        except FramebusError:
-            return
+        except FramebusError:  # the broker is down: what up knows of its children still shows
+            infos = None
         if self._live:
-            table = _stat_table(infos)
+            table = _stat_table(infos or [])
             table.title = f"framebus up: {len(supervisor.streams)} stream(s)"
+            if infos is None:
+                table.caption = "the broker does not answer"
+            table.caption = "\n".join(filter(None, [table.caption, *services]))
             self._live.update(table)
         else:
-            for i in infos:
+            for line in services:
+                log.info("%s", line)
+            for i in infos or []:
                 log.info("%s: %s, %.1f fps, %d subs, %s dropped, %s decode errors, %s reconnects",
                          i.name, "alive" if i.alive else "dead", i.fps, i.subscribers,
                          i.figures.get("dropped", "-"), i.figures.get("decode_errors", "-"),
@@ -313,6 +321,16 @@ class _SiteDisplay:
             self._live.__exit__(*exc)
         if self._client:
             self._client.close()
+
+
+def _services(supervisor, now: float) -> list[str]:
+    """A line for the broker and one for the relay, when the site has one."""
+    site = supervisor.site
+    broker = supervisor.broker.status(now) if supervisor.broker else "already running, not up's"
+    lines = [f"broker {site.broker.address}: {broker}"]
+    if supervisor.relay is not None:
+        lines.append(f"relay {', '.join(site.relay.bind)}: {supervisor.relay.status(now)}")
+    return lines
 
 
 def _geometry(info: StreamInfo) -> str:

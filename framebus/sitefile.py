@@ -1,8 +1,19 @@
-"""A site file: the broker and every stream that `framebus up` runs, in TOML.
+"""A site file: the broker, the relay and every stream that `framebus up` runs, in TOML.
 
 ::
 
     broker = "tcp://127.0.0.1:5555"    # optional: $FRAMEBUS_BROKER, else loopback
+
+    # or, for a broker that also serves other hosts:
+    # [broker]
+    # address = "tcp://127.0.0.1:5555"   # what this site's processes use
+    # bind = ["tcp://10.0.0.5:5555"]     # further endpoints the broker serves
+    # curve_keys = "/etc/framebus/keys"  # needed for any endpoint beyond loopback
+
+    [relay]                            # optional: serve this host's streams to other hosts
+    bind = ["tcp://127.0.0.1:5556", "tcp://10.0.0.5:5556"]
+    advertise = "tcp://10.0.0.5:5556"
+    curve_keys = "/etc/framebus/keys"
 
     [defaults]                         # optional: every stream's options unless it says
     format = "bgr24"
@@ -16,12 +27,16 @@
     [streams.demo]
     source = "testsrc"
 
-A stream's options are those of ``framebus decode``. Every key is checked: a typo
-is an error naming the stream and the key, never silently ignored.
+A stream's options are those of ``framebus decode``; [broker] and [relay] say what
+``framebus broker`` and ``framebus relay`` are run with. Every key is checked: a typo
+is an error naming the table and the key, never silently ignored. An endpoint beyond
+loopback without curve_keys is refused here, as the broker and relay themselves would
+refuse it, so a site that cannot run is never half started.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +49,11 @@ else:  # pragma: no cover
 from . import config, pixfmt
 from .errors import FramebusError, InvalidName
 from .names import validate_stream_name
+from .remote.keys import KeyFileError, ServerKeys, is_local
+
+#: The relay's own default endpoint (framebus/remote/relay.py DEFAULT_BIND), when [relay]
+#: has no bind: spelled out here so that the site file is read without loading the relay.
+RELAY_DEFAULT_BIND = "tcp://127.0.0.1:5556"
 
 
 class SiteError(FramebusError, ValueError):
@@ -70,12 +90,54 @@ class StreamSpec:
 
 
 @dataclass(frozen=True)
+class BrokerSpec:
+    """The site's broker: where the site's processes find it, and, should `framebus up`
+    have to start it, what else it serves and with which keys."""
+
+    address: str
+    bind: tuple[str, ...] = ()
+    curve_keys: str | None = None
+
+    def broker_args(self) -> list[str]:
+        """The command line of `framebus broker` for a broker started for the site."""
+        args = ["broker"]
+        for endpoint in (self.address, *self.bind):
+            args += ["--bind", endpoint]
+        if self.curve_keys:
+            args += ["--curve-keys", self.curve_keys]
+        return args
+
+
+@dataclass(frozen=True)
+class RelaySpec:
+    """The site's relay: what `framebus relay` is run with."""
+
+    bind: tuple[str, ...] = (RELAY_DEFAULT_BIND,)
+    advertise: str | None = None
+    curve_keys: str | None = None
+
+    def relay_args(self, broker: str) -> list[str]:
+        """The command line of `framebus relay`, registering with the broker at *broker*."""
+        args = ["relay"]
+        for endpoint in self.bind:
+            args += ["--bind", endpoint]
+        if self.advertise:
+            args += ["--advertise", self.advertise]
+        if self.curve_keys:
+            args += ["--curve-keys", self.curve_keys]
+        return [*args, "--broker", broker]
+
+
+@dataclass(frozen=True)
 class Site:
-    broker: str
+    broker: BrokerSpec
     streams: dict[str, StreamSpec]
+    relay: RelaySpec | None = None
 
 
 _OPTIONS = {f.name for f in fields(StreamSpec)} - {"name"}
+_TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})")
+_WILDCARD_HOSTS = ("*", "0.0.0.0", "[::]")
 
 
 def load(path: str | Path) -> Site:
@@ -87,17 +149,24 @@ def load(path: str | Path) -> Site:
         raise SiteError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SiteError(f"{path} is not valid TOML: {exc}") from None
-    return parse(data, str(path))
+    return parse(data, str(path), base=path.parent)
 
 
-def parse(data: dict, where: str = "site file") -> Site:
-    unknown = set(data) - {"broker", "defaults", "streams"}
+def parse(data: dict, where: str = "site file", base: Path | None = None) -> Site:
+    """Check a site file's *data*; relative key directories are taken from *base*."""
+    unknown = set(data) - {"broker", "relay", "defaults", "streams"}
     if unknown:
         raise SiteError(f"{where}: unknown top-level key(s) {sorted(unknown)}; "
-                        "expected broker, defaults, streams")
-    broker = data.get("broker", config.broker_address())
-    if not isinstance(broker, str) or not broker.startswith(("tcp://", "ipc://")):
-        raise SiteError(f"{where}: broker must be a tcp:// or ipc:// address, got {broker!r}")
+                        "expected broker, relay, defaults, streams")
+    base = base or Path.cwd()
+    broker = _broker(data.get("broker", config.broker_address()), where, base)
+    relay = None
+    if "relay" in data:
+        relay = _relay(_table(data["relay"], f"{where}: [relay]"), f"{where}: [relay]", base)
+        taken = {broker.address, *broker.bind} & set(relay.bind)
+        if taken:
+            raise SiteError(f"{where}: [relay]: bind: {', '.join(sorted(taken))} is the "
+                            "broker's already; give the relay a port of its own")
     defaults = _table(data.get("defaults", {}), f"{where}: [defaults]")
     _check_options(defaults, f"{where}: [defaults]", require_source=False)
     streams_table = _table(data.get("streams", {}), f"{where}: [streams]")
@@ -113,7 +182,111 @@ def parse(data: dict, where: str = "site file") -> Site:
         merged = {**defaults, **_table(options, context)}
         _check_options(merged, context, require_source=True)
         streams[name] = StreamSpec(name=name, **merged)
-    return Site(broker, streams)
+    return Site(broker, streams, relay)
+
+
+def _broker(value: object, where: str, base: Path) -> BrokerSpec:
+    """``broker = "ADDRESS"`` or a [broker] table."""
+    if isinstance(value, str):
+        return BrokerSpec(_address(value, f"{where}: broker"))
+    if not isinstance(value, dict):
+        raise SiteError(f"{where}: broker must be an address (broker = \"tcp://HOST:PORT\") "
+                        f"or a [broker] table, got {value!r}")
+    context = f"{where}: [broker]"
+    _known(value, ("address", "bind", "curve_keys"), context)
+    address = _address(value.get("address", config.broker_address()), f"{context}: address")
+    bind = _endpoints(value, "bind", context)
+    if address in bind:
+        raise SiteError(f"{context}: bind: {address} is the address, which the broker "
+                        "serves anyway; list only further endpoints")
+    keys = _curve_keys(value, context, base)
+    _needs_keys(bind, keys, context, "broker")
+    return BrokerSpec(address, bind, keys)
+
+
+def _relay(table: dict, context: str, base: Path) -> RelaySpec:
+    _known(table, ("bind", "advertise", "curve_keys"), context)
+    bind = _endpoints(table, "bind", context) or RelaySpec.bind
+    advertise = table.get("advertise")
+    if advertise is not None and not (isinstance(advertise, str) and _is_tcp(advertise)
+                                      and not _wildcard(advertise)):
+        raise SiteError(f"{context}: advertise = {advertise!r} is not valid; expected the "
+                        "tcp://HOST:PORT other hosts reach the relay at")
+    keys = _curve_keys(table, context, base)
+    _needs_keys(bind, keys, context, "relay")
+    # As the relay does: it tells other hosts its last endpoint beyond loopback, and
+    # cannot when that one is a wildcard.
+    remote = [e for e in bind if not is_local(e)]
+    if remote and _wildcard(remote[-1]) and advertise is None:
+        raise SiteError(f"{context}: bound to {remote[-1]}, the relay cannot tell other hosts "
+                        "its address: set advertise = \"tcp://ADDRESS:PORT\"")
+    return RelaySpec(bind, advertise, keys)
+
+
+def _known(table: dict, keys: tuple[str, ...], context: str) -> None:
+    unknown = set(table) - set(keys)
+    if unknown:
+        raise SiteError(f"{context}: unknown key(s) {sorted(unknown)}; known: {', '.join(keys)}")
+
+
+def _address(value: object, context: str) -> str:
+    """The broker's address as the site's processes use it: tcp:// or ipc://."""
+    if isinstance(value, str) and (_is_tcp(value) or
+                                   (value.startswith("ipc://") and len(value) > 6)):
+        return value
+    raise SiteError(f"{context} = {value!r} is not valid; expected a tcp://HOST:PORT "
+                    "(or ipc://PATH) address")
+
+
+def _endpoints(table: dict, key: str, context: str) -> tuple[str, ...]:
+    """A list of tcp://HOST:PORT endpoints to serve; () when *key* is absent."""
+    if key not in table:
+        return ()
+    value = table[key]
+    example = '["tcp://10.0.0.5:5556"]'
+    if not isinstance(value, list) or not value:
+        raise SiteError(f"{context}: {key} = {value!r} is not valid; expected a non-empty "
+                        f"list of tcp://HOST:PORT endpoints, such as {key} = {example}")
+    for endpoint in value:
+        if not isinstance(endpoint, str) or not _is_tcp(endpoint):
+            raise SiteError(f"{context}: {key}: {endpoint!r} is not valid; expected a "
+                            "tcp://HOST:PORT endpoint (other hosts reach services over TCP)")
+    if len(set(value)) != len(value):
+        raise SiteError(f"{context}: {key} lists an endpoint twice: {value}")
+    return tuple(value)
+
+
+def _curve_keys(table: dict, context: str, base: Path) -> str | None:
+    """The key directory, checked now: a service refuses to start without its keys."""
+    value = table.get("curve_keys")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SiteError(f"{context}: curve_keys = {value!r} is not valid; expected the path "
+                        "of a key directory (framebus keygen server --dir DIR)")
+    directory = (base / Path(value).expanduser()).resolve()
+    try:
+        ServerKeys(directory)
+    except KeyFileError as exc:
+        raise SiteError(f"{context}: curve_keys: {exc}") from None
+    return str(directory)
+
+
+def _needs_keys(endpoints: tuple[str, ...], keys: str | None, context: str, who: str) -> None:
+    remote = [e for e in endpoints if not is_local(e)]
+    if remote and keys is None:
+        raise SiteError(f"{context}: bind: {', '.join(remote)} is beyond loopback, which the "
+                        f"{who} serves only with CurveZMQ: set curve_keys to a key directory "
+                        "(framebus keygen server --dir DIR)")
+
+
+def _is_tcp(endpoint: str) -> bool:
+    match = _TCP.fullmatch(endpoint)
+    return bool(match) and 1 <= int(match.group(2)) <= 65535
+
+
+def _wildcard(endpoint: str) -> bool:
+    return endpoint[len("tcp://"):].rsplit(":", 1)[0] in _WILDCARD_HOSTS
 
 
 def _table(value: object, context: str) -> dict:

@@ -1,11 +1,13 @@
 """`framebus up`: a whole site from one file, kept running.
 
-The supervisor starts the broker (unless one already answers at the site's address)
-and one `framebus decode` process per stream. A child that dies is restarted, at
-once if it had run a while, with growing delays if it keeps dying, and the log says
-why it died (its exit status and its last words). SIGHUP re-reads the site file and
-starts, stops or restarts only the streams that changed. SIGINT and SIGTERM stop
-every child and reclaim whatever ring a killed child left behind.
+The supervisor starts the broker (unless one already answers at the site's address),
+the relay if the site has one, and one `framebus decode` process per stream. A child
+that dies is restarted, at once if it had run a while, with growing delays if it keeps
+dying, and the log says why it died (its exit status and its last words). SIGHUP
+re-reads the site file and starts, stops or restarts only the streams and the relay
+that changed; a changed broker takes a restart of `framebus up`, since every child
+depends on it. SIGINT and SIGTERM stop the streams, then the relay, then the broker,
+and reclaim whatever ring a killed child left behind.
 
 Children run in their own process groups, so a Ctrl-C in the terminal reaches the
 supervisor alone and the children are stopped in order; should the supervisor itself
@@ -25,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from . import sitefile
@@ -96,6 +99,12 @@ class Child:
         self.restarts += 1
         return delay
 
+    def status(self, now: float) -> str:
+        """For a display: its pid, or when it starts again, and how often it was restarted."""
+        state = f"pid {self.proc.pid}" if self.running else \
+            f"starting in {max(0.0, self.due - now):.1f} s"
+        return state + (f", restarted {self.restarts}x" if self.restarts else "")
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM its process group, SIGKILL after *timeout*, and reap it."""
         proc, self.proc = self.proc, None
@@ -108,6 +117,7 @@ class Child:
             log.warning("%s: did not stop within %.0f s; killing it", self.name, timeout)
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
+        log.info("%s: stopped", self.name)
 
 
 class Supervisor:
@@ -117,7 +127,8 @@ class Supervisor:
                  on_tick: Callable[[Supervisor], None] | None = None) -> None:
         self.path = Path(path)
         self.site = sitefile.load(self.path)
-        self.broker: Child | None = None
+        self.broker: Child | None = None  # None: a broker up did not start serves the site
+        self.relay: Child | None = None
         self.streams: dict[str, Child] = {}
         self._reload = threading.Event()
         self._on_tick = on_tick
@@ -129,6 +140,7 @@ class Supervisor:
             if left:
                 log.info("reclaimed what killed producers left of %s", ", ".join(left))
             self._start_broker()
+            self._set_relay(self.site.relay)
             for spec in self.site.streams.values():
                 self._add(spec)
             while True:
@@ -139,9 +151,11 @@ class Supervisor:
             self.stop()
 
     def stop(self) -> None:
-        """Stop every stream, then the broker; reclaim rings that killed children left."""
+        """Stop every stream, then the relay, then the broker; reclaim rings that killed
+        children left."""
         for name in list(self.streams):
             self._remove(name)
+        self._set_relay(None)
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -167,20 +181,25 @@ class Supervisor:
         delay = child.schedule_restart(now)
         log.warning("%s: died (%s)%s; restarting %s", child.name, why, words,
                     "now" if not delay else f"in {delay:.1f} s")
-        if child is not self.broker:
+        if self.streams.get(child.name) is child:  # a decoder: its ring may be left
             clean_after(child.name)
 
     def _children(self) -> list[Child]:
-        return ([self.broker] if self.broker else []) + list(self.streams.values())
+        services = [child for child in (self.broker, self.relay) if child is not None]
+        return services + list(self.streams.values())
 
     # -- the site ------------------------------------------------------------------
 
     def _start_broker(self) -> None:
-        address = self.site.broker
+        spec = self.site.broker
+        address = spec.address
         if broker_answers(address):
             log.info("using the broker already running at %s", address)
+            if spec.bind or spec.curve_keys:
+                log.warning("[broker] bind and curve_keys apply to a broker up starts; the "
+                            "one at %s serves what it was started with", address)
             return
-        self.broker = Child("broker", ["broker", "--bind", address])
+        self.broker = Child("broker", spec.broker_args())
         self.broker.start()
         deadline = time.monotonic() + 10
         while not broker_answers(address):
@@ -189,9 +208,17 @@ class Supervisor:
                                          f"{' '.join(self.broker.last_words) or 'no reason given'}")
             time.sleep(0.1)
 
+    def _set_relay(self, spec: sitefile.RelaySpec | None) -> None:
+        """Stop the running relay, if any, and set up the one *spec* says (started by the
+        next tick, like the streams)."""
+        if self.relay is not None:
+            self.relay.stop()
+        self.relay = None if spec is None else \
+            Child("relay", spec.relay_args(self.site.broker.address))
+
     def _add(self, spec: sitefile.StreamSpec) -> None:
         self.streams[spec.name] = Child(spec.name, [*spec.decode_args(),
-                                                    "--broker", self.site.broker])
+                                                    "--broker", self.site.broker.address])
 
     def _remove(self, name: str) -> None:
         self.streams.pop(name).stop()
@@ -205,9 +232,15 @@ class Supervisor:
             log.error("reload refused, the running site stays as it was: %s", exc)
             return
         if site.broker != self.site.broker:
-            log.warning("reload: a new broker address takes a restart of `framebus up`; "
-                        "keeping %s", self.site.broker)
-            site = sitefile.Site(self.site.broker, site.streams)
+            # Every child was started with the broker's address, and the broker may be
+            # one up did not start: replacing it under them is not a reload's to do.
+            log.warning("reload: a changed broker takes a restart of `framebus up`; "
+                        "keeping the running one at %s", self.site.broker.address)
+            site = replace(site, broker=self.site.broker)
+        if site.relay != self.site.relay:
+            log.info("reload: relay %s", "added" if self.site.relay is None else
+                     "removed" if site.relay is None else "changed; restarting it")
+            self._set_relay(site.relay)
         old, new = self.site.streams, site.streams
         for name in old.keys() - new.keys():
             log.info("reload: %s removed", name)
