@@ -45,7 +45,14 @@ class RingError(FramebusError):
 
 
 class ShmFull(FramebusError, OSError):
-    """The shared-memory filesystem has no room for a new ring."""
+    """The shared-memory filesystem has no room for a new ring.
+
+    Its message names the ring, the room it needs and the room there is; ``errno`` is
+    ENOSPC, as for any full file system.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # the message alone, not "[Errno 28] ..."
 
 
 class AccessDenied(FramebusError, PermissionError):

@@ -165,6 +165,7 @@ def test_full_dev_shm_fails_at_creation_with_the_space_needed():
     if "mount" in out.stderr and out.returncode:
         pytest.skip(f"cannot mount a private tmpfs here: {out.stderr.strip()}")
     assert "ShmFull:" in out.stdout, out.stdout + out.stderr
+    assert "ShmFull: no room in /dev/shm for" in out.stdout, "the message, not [Errno 28] ..."
     assert "needs 6.0 MiB" in out.stdout and "MiB free" in out.stdout
     assert "left: []" in out.stdout, "a failed creation must not leave a segment"
     assert "small ok" in out.stdout
