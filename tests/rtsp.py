@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,12 +71,17 @@ class RtspServer:
     """
 
     def __init__(self, port: int = 0, path: str = "/live", size: tuple[int, int] = (320, 240),
-                 fps: int = 25, ready_timeout: float = 20) -> None:
+                 fps: int = 25, ready_timeout: float = 20, pattern: str = "ball",
+                 popen: Callable[..., subprocess.Popen] | None = None) -> None:
         self.port = port
+        self.pattern = pattern
         self.path = path
         self.size = size
         self.fps = fps
         self.ready_timeout = ready_timeout
+        # How the server process is started: in a session of its own here, or by a host of
+        # tests/netns.py (Host.popen, which makes the session itself) to serve inside it.
+        self._popen = popen or functools.partial(subprocess.Popen, start_new_session=True)
         self.proc: subprocess.Popen | None = None
         self._stderr = None
 
@@ -95,11 +101,11 @@ class RtspServer:
         self._reap()
         width, height = self.size
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: it never fills up
-        self.proc = subprocess.Popen(
+        self.proc = self._popen(
             [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--path", self.path,
-             "--size", f"{width}x{height}", "--fps", str(self.fps), "--stdin-watchdog"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            start_new_session=True)
+             "--size", f"{width}x{height}", "--fps", str(self.fps), "--pattern", self.pattern,
+             "--stdin-watchdog"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         try:
             line = self._ready_line()
             if not self.port:  # the kernel's choice, kept for restarts

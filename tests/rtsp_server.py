@@ -71,11 +71,18 @@ def path(text: str) -> str:
     return text
 
 
-def launch_line(width: int, height: int, fps: int, bitrate_kbps: int) -> str:
-    # pattern=ball moves every frame; key-int-max=fps gives a key frame each second, and
-    # config-interval=1 repeats SPS/PPS in-band, so a client joining late needs nothing else.
+#: What the server shows. ball: a ball that moves every frame. bars: SMPTE colour bars that
+#: scroll sideways 4 pixels a frame; each bar is the same from top to bottom within a band,
+#: so a frame that mixes two frames (a tear) shows as rows that disagree.
+PATTERNS = {"ball": "pattern=ball", "bars": "pattern=smpte horizontal-speed=4"}
+
+
+def launch_line(width: int, height: int, fps: int, bitrate_kbps: int,
+                pattern: str = "ball") -> str:
+    # key-int-max=fps gives a key frame each second, and config-interval=1 repeats SPS/PPS
+    # in-band, so a client joining late needs nothing else.
     return (
-        f"( videotestsrc is-live=true pattern=ball "
+        f"( videotestsrc is-live=true {PATTERNS[pattern]} "
         f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
         f"! videoconvert ! video/x-raw,format=I420 "
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="WIDTHxHEIGHT (default 320x240)")
     parser.add_argument("--fps", type=int, default=25, help="frames per second (default 25)")
     parser.add_argument("--bitrate", type=int, default=1000, help="kbit/s (default 1000)")
+    parser.add_argument("--pattern", choices=sorted(PATTERNS), default="ball",
+                        help="what it shows (default ball)")
     parser.add_argument("--stdin-watchdog", action="store_true",
                         help="also stop when standard input reaches end of file")
     parser.add_argument("--check", action="store_true",
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(*args.size, args.fps, args.bitrate))
+    factory.set_launch(launch_line(*args.size, args.fps, args.bitrate, args.pattern))
     factory.set_shared(True)  # one pipeline for all clients, as a camera would be
     server.get_mount_points().add_factory(args.path, factory)
     server.connect("client-connected", lambda _server, _client: log("client connected"))
