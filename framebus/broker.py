@@ -17,7 +17,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import zmq
@@ -37,6 +39,14 @@ log = logging.getLogger(__name__)
 _SEGMENT = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 MAX_FIGURES = 16
+#: The most streams and relays the broker keeps. Anyone who can reach it may register, so
+#: without a cap a flood of well-formed registrations would grow it for FORGET_AFTER; and
+#: `framebus ls` must still fit the whole list in one reply. A dead entry makes room for a
+#: new one; only when all are alive is a newcomer refused, with code "full".
+MAX_STREAMS = 256
+MAX_RELAYS = 64
+#: The largest pid: pid_t is 32 bits, and the kernel is asked about local pids.
+MAX_PID = 2**31 - 1
 
 #: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
 FORGET_AFTER = 300.0
@@ -132,30 +142,32 @@ class Broker:
 
     def _serve_one(self, socket: zmq.Socket, frames: list[bytes]) -> None:
         self.requests += 1
-        # DEALER clients send [empty, payload]; ROUTER prepends their identity.
-        if len(frames) != 3 or frames[1] != b"":
-            self.rejected += 1
-            log.warning("dropped a request with a malformed envelope (%d frames)", len(frames))
-            if len(frames) >= 2:
-                self._reply(socket, frames[0], {"ok": False, "code": "bad_request",
-                                        "error": "malformed envelope: send [empty, msgpack]"})
-            return
-        identity, payload = frames[0], frames[2]
-        rid = None
+        # DEALER clients send [empty, payload]; ROUTER prepends their identity, so there
+        # are always at least two frames and always someone to answer.
+        identity, rid = frames[0], None
         try:
-            request = _decode(payload)
+            if len(frames) != 3 or frames[1] != b"":
+                raise BadRequest(f"malformed envelope of {len(frames) - 1} frames: "
+                                 "send [empty, msgpack]")
+            request = _decode(frames[2])
             rid = request.get("id")
-            handler = self._handlers.get(request.get("op"))
+            op = request.get("op")
+            # An op may decode to any msgpack value, a list too: unhashable, no dict key.
+            handler = self._handlers.get(op) if isinstance(op, str) else None
             if handler is None:
-                raise BadRequest(f"unknown op {request.get('op')!r}")
+                raise BadRequest(f"unknown op {op!r}")
             reply = handler(self, request)
         except InvalidName as exc:
             reply = {"ok": False, "code": "bad_request", "error": str(exc)}
         except Refused as exc:
             reply = {"ok": False, "code": exc.code, "error": str(exc)}
+        except Exception as exc:
+            # A bug must cost one request, not the discovery service of the whole site.
+            log.exception("request failed")
+            reply = {"ok": False, "code": "internal", "error": f"broker error: {exc!r}"}
         if not reply.get("ok"):
             self.rejected += 1
-            log.info("refused request: %s", reply["error"])
+            log.info("refused a request: %s", reply["error"])
         reply["id"] = rid if _is_int(rid) else None
         self._reply(socket, identity, reply)
 
@@ -172,6 +184,9 @@ class Broker:
                 and not _same_producer(entry.info, info) and self._still_running(entry)):
             raise Refused("in_use", f"stream {info.name!r} is already published by pid "
                                     f"{entry.info.pid} on host {entry.info.host}")
+        if entry is None:
+            self._make_room(self._entries, MAX_STREAMS, lambda e: not e.info.alive,
+                            "stream", info.name)
         if entry and entry.info.token != info.token:
             self._reclaim(entry)
         self._entries[info.name] = _Entry(info, time.monotonic())
@@ -237,8 +252,13 @@ class Broker:
         endpoint = _str_field(req, "endpoint")
         if not endpoint.startswith("tcp://"):
             raise BadRequest("field 'endpoint' of a relay must be a tcp:// address")
-        pid = _int_field(req, "pid", 1, 2**31)
+        pid = _int_field(req, "pid", 1, MAX_PID)
         known = self._relays.get(host)
+        if known is None:
+            now = time.monotonic()
+            self._make_room(self._relays, MAX_RELAYS,
+                            lambda r: now - r.last_seen > self.dead_after,
+                            "relay of host", host)
         if known is None or (known.endpoint, known.pid) != (endpoint, pid):
             log.info("relay for host %s at %s (pid %d)", host, endpoint, pid)
         self._relays[host] = _Relay(endpoint, pid, time.monotonic())
@@ -246,6 +266,20 @@ class Broker:
 
     def _ping(self, req: dict) -> dict:
         return {"ok": True, "host": self.host}
+
+    @staticmethod
+    def _make_room(table: dict, cap: int, dead: Callable[[Any], bool], what: str,
+                   newcomer: str) -> None:
+        """Room in *table* for one more: if it is full, forget the dead entry silent longest."""
+        if len(table) < cap:
+            return
+        gone = [key for key, value in table.items() if dead(value)]
+        if not gone:
+            raise Refused("full", f"no room for {what} {newcomer!r}: the broker keeps at most "
+                                  f"{cap}, and all of them are alive")
+        oldest = min(gone, key=lambda key: table[key].last_seen)
+        log.info("forgot the dead %s %s to make room for %s", what, oldest, newcomer)
+        del table[oldest]
 
     _handlers = {"register": _register, "heartbeat": _heartbeat, "unregister": _unregister,
                  "lookup": _lookup, "list": _list, "ping": _ping, "relay": _relay}
@@ -356,7 +390,7 @@ def _stream_info(req: dict) -> StreamInfo:
     return StreamInfo(
         name=name,
         host=_str_field(req, "host"),
-        pid=_int_field(req, "pid", 1, 2**31),
+        pid=_int_field(req, "pid", 1, MAX_PID),
         segment=segment,
         endpoint=endpoint,
         token=token,
