@@ -43,6 +43,15 @@ FEED_IDLE = 10.0  # stop reading a stream nobody has wanted for this long
 ACTIVE = 2.0  # a subscriber that asked within this long is likely to ask again
 COPY_RATE = 120.0  # most frames a second copied out for subscribers that are not waiting
 FRESH = 1 / COPY_RATE  # a frame copied out this recently is as good as the newest
+#: The most streams read at once and subscribers known at once: all that a flood of
+#: well-formed requests can make the relay hold. Beyond them a newcomer is refused, "full".
+MAX_FEEDS = 64
+MAX_SUBSCRIBERS = 1024
+#: A want for a stream the relay has not heard of makes it ask the broker for this host's
+#: streams at once, but no more often than this (it asks every heartbeat anyway).
+REFRESH_EVERY = 0.05
+#: Requests over this size make ZeroMQ drop the sender's connection (ZMQ_MAXMSGSIZE).
+MAX_MESSAGE = wire.MAX_REQUEST * 2
 _NOTIFY = "inproc://framebus-relay-feeds"
 
 
@@ -67,7 +76,11 @@ class _Newest:
 
 def _jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
     image = pixels if fmt == "gray" else pixfmt.to_bgr(pixels, fmt)
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    try:
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    except cv2.error as exc:  # a ring of any geometry may claim to be gray, say
+        raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} {pixels.dtype} frame "
+                         f"failed: {exc.err}") from None
     if not ok:
         raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} frame failed")
     return data.tobytes()
@@ -95,6 +108,7 @@ class _Feed(threading.Thread):
         self.idle_since: float | None = None  # when its last subscriber went away
         self._context = context
         self._stopping = threading.Event()
+        self._failed: set[tuple[str, int]] = set()  # settings its frames cannot be made in
 
     @property
     def fresh(self) -> _Newest | None:
@@ -143,10 +157,11 @@ class _Feed(threading.Thread):
             newest = _copy_out(frame)
         except FrameOverwritten:
             return False  # lapped while copying: the next frame will do
-        for setting in self.settings:
+        for setting in self.settings - self._failed:
             try:
                 newest.payload(setting)
             except ValueError as exc:
+                self._failed.add(setting)  # said once: every frame of the ring would fail
                 log.error("%s: %s", self.stream, exc)
         self.newest = newest
         return True
@@ -171,6 +186,8 @@ class _Subscriber:
     want: wire.Want
     credit: int = 0
     last_seen: float = 0.0
+    #: Wants a stream the relay has not heard of: the stream list refresh it waits beyond.
+    pending: int | None = None
 
 
 class Relay:
@@ -195,6 +212,7 @@ class Relay:
         except BaseException:
             self.close()
             raise
+        self._registration = _Registration(self)
 
     def _advertised(self) -> str:
         """The endpoint other hosts are told: the first one beyond loopback, if any."""
@@ -211,7 +229,7 @@ class Relay:
 
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
-        registration = _Registration(self)
+        registration = self._registration
         registration.start()
         poller = zmq.Poller()
         for socket in self._sockets:
@@ -223,10 +241,12 @@ class Relay:
         try:
             while not stop.is_set():
                 for socket, _ in poller.poll(100):
-                    if socket is self._notify:
-                        self._on_new_frame(socket.recv_string())
-                    else:
+                    if socket is not self._notify:
                         self._on_request(socket)
+                    elif stream := socket.recv_string():
+                        self._on_new_frame(stream)
+                    else:  # "": the registration thread has a fresh list of streams
+                        self._on_streams()
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
@@ -236,6 +256,14 @@ class Relay:
 
     def _on_request(self, socket: zmq.Socket) -> None:
         parts = socket.recv_multipart()
+        try:
+            self._handle(socket, parts)
+        except Exception as exc:
+            # A bug must cost one request, not every remote reader of the host.
+            log.exception("request failed")
+            self._refuse(socket, parts[0], "internal", f"relay error: {exc!r}")
+
+    def _handle(self, socket: zmq.Socket, parts: list[bytes]) -> None:
         if len(parts) != 2:
             self._refuse(socket, parts[0], "bad_request", "send one msgpack part per request")
             return
@@ -251,6 +279,10 @@ class Relay:
             return
         sub = self._subscribers.get(key)
         if sub is None:
+            if not self._room_for_a_subscriber():
+                self._refuse(socket, identity, "full", f"the relay serves {MAX_SUBSCRIBERS} "
+                                                       "subscribers already, all active")
+                return
             sub = self._subscribers[key] = _Subscriber(socket, identity, want)
             log.info("subscriber %s wants %s (%s)", identity.hex()[:8], want.stream,
                      want.codec if want.codec == "raw" else f"jpeg q{want.quality}")
@@ -259,9 +291,51 @@ class Relay:
             want = replace(want, after=sub.want.after)
         sub.want, sub.last_seen = want, time.monotonic()
         sub.credit = min(MAX_CREDIT, sub.credit + 1)
-        feed = self._feed(want.stream)
+        if want.stream in self._feeds or want.stream in self._registration.known:
+            sub.pending = None
+            self._start_serving(key, sub)
+        else:
+            # Reading a stream costs a thread: first ask the broker whether this host has
+            # it, without waiting for the answer here (it comes as a notice, _on_streams).
+            sub.pending = self._registration.started
+            self._registration.refresh_soon()
+
+    def _start_serving(self, key: tuple[int, bytes], sub: _Subscriber) -> None:
+        feed = self._feed(sub.want.stream)
+        if feed is None:
+            del self._subscribers[key]
+            self._refuse(sub.socket, sub.identity, "full",
+                         f"the relay reads {MAX_FEEDS} streams already, all wanted: "
+                         f"{sub.want.stream!r} cannot be one more")
+            return
         self._serve(sub, feed)
         self._update_demand(feed)
+
+    def _on_streams(self) -> None:
+        """The broker's list of this host's streams is fresh: answer who waited for it."""
+        registration = self._registration
+        for key, sub in list(self._subscribers.items()):
+            if sub.pending is None or registration.done <= sub.pending:
+                continue  # the list was asked for before this subscriber's want came
+            sub.pending = None
+            if sub.want.stream in registration.known:
+                self._start_serving(key, sub)
+                continue
+            del self._subscribers[key]
+            why = "" if registration.reachable else \
+                f" (the broker at {self.broker} does not answer)"
+            self._refuse(sub.socket, sub.identity, "not_found",
+                         f"no stream named {sub.want.stream!r} on host {config.host_id()}{why}")
+
+    def _room_for_a_subscriber(self) -> bool:
+        """Whether one more subscriber fits, forgetting the quietest if it has gone quiet."""
+        if len(self._subscribers) < MAX_SUBSCRIBERS:
+            return True
+        key, quietest = min(self._subscribers.items(), key=lambda item: item[1].last_seen)
+        if time.monotonic() - quietest.last_seen < ACTIVE:
+            return False
+        del self._subscribers[key]
+        return True
 
     def _refuse(self, socket: zmq.Socket, identity: bytes, code: str, message: str) -> None:
         self.rejected += 1
@@ -302,7 +376,9 @@ class Relay:
         try:
             payload = newest.payload(sub.want.setting)
         except ValueError as exc:
-            log.error("%s: %s", d.stream, exc)
+            # Refused, not kept waiting: each new frame would fail again, and say so again.
+            self._subscribers.pop((self._sockets.index(sub.socket), sub.identity), None)
+            self._refuse(sub.socket, sub.identity, "unsupported", f"{d.stream}: {exc}")
             return
         try:
             sub.socket.send_multipart(
@@ -314,13 +390,28 @@ class Relay:
         sub.credit -= 1
         sub.want = replace(sub.want, token=d.token, after=d.seq)
 
-    def _feed(self, stream: str) -> _Feed:
+    def _feed(self, stream: str) -> _Feed | None:
+        """The feed reading *stream*, started if need be; None if MAX_FEEDS are all wanted."""
         feed = self._feeds.get(stream)
         if feed is None or not feed.is_alive():
+            if feed is None and len(self._feeds) >= MAX_FEEDS and not self._drop_a_feed():
+                return None
             feed = self._feeds[stream] = _Feed(stream, self.broker, self._context)
             feed.start()
         feed.idle_since = None
         return feed
+
+    def _drop_a_feed(self) -> bool:
+        """Stop the feed of a stream no subscriber wants now, idle longest, to make room."""
+        wanted = {sub.want.stream for sub in self._subscribers.values()}
+        now = time.monotonic()
+        idle = [name for name, feed in self._feeds.items()
+                if name not in wanted or not feed.is_alive()]
+        if not idle:
+            return False
+        name = min(idle, key=lambda name: self._feeds[name].idle_since or now)
+        self._feeds.pop(name).stop()
+        return True
 
     def _sweep(self, now: float) -> None:
         for key, sub in list(self._subscribers.items()):
@@ -358,34 +449,83 @@ class Relay:
 
 def _prepare(socket: zmq.Socket) -> None:
     socket.sndhwm = 4 * MAX_CREDIT  # a frame per credit is all a subscriber can have queued
-    socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REQUEST * 2)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
 
 
 class _Registration(threading.Thread):
-    """Tells the broker, every heartbeat, that this host's streams are served here."""
+    """Tells the broker, every heartbeat, that this host's streams are served here; and
+    keeps the relay's list of them, which the broker gives: every heartbeat, and at once
+    (at most every REFRESH_EVERY) when a subscriber wants a stream the list lacks.
+
+    The relay's loop reads ``known``, ``started`` and ``done``; a notice ("") on the
+    feeds' socket tells it a refresh is done.
+    """
 
     def __init__(self, relay: Relay) -> None:
         super().__init__(name="framebus-relay-registration", daemon=True)
         self._relay = relay
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        #: Names of the streams the broker knows on this host, as of the last refresh.
+        self.known: frozenset[str] = frozenset()
+        self.started = 0  # refreshes begun
+        self.done = 0  # the number of the last refresh finished, whether the broker answered
+        self.reachable = True  # whether it did
+        self._registered = True  # whether the last heartbeat was answered, to log changes
+
+    def refresh_soon(self) -> None:
+        self._wake.set()
 
     def run(self) -> None:
-        reachable = True
-        with BrokerClient(self._relay.broker, timeout=0.5) as client:
-            while True:
-                try:
-                    client.request("relay", host=config.host_id(), endpoint=self._relay.endpoint,
-                                   pid=os.getpid())
-                    if not reachable:
-                        log.info("broker %s reachable again", client.address)
-                    reachable = True
-                except FramebusError as exc:
-                    if reachable:
-                        log.warning("broker %s: %s; retrying", client.address, exc)
-                    reachable = False
-                if self._stopping.wait(config.HEARTBEAT_INTERVAL):
-                    return
+        notify = self._relay._context.socket(zmq.PUSH)
+        notify.linger = 0
+        notify.connect(_NOTIFY)
+        try:
+            with BrokerClient(self._relay.broker, timeout=0.5) as client:
+                next_beat = 0.0
+                while True:
+                    if time.monotonic() >= next_beat:
+                        self._beat(client)
+                        next_beat = time.monotonic() + config.HEARTBEAT_INTERVAL
+                    self._refresh(client)
+                    try:
+                        notify.send_string("", zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass  # the loop has notices to read: it will see this refresh then
+                    if self._stopping.wait(REFRESH_EVERY):
+                        return
+                    self._wake.wait(max(0.0, next_beat - time.monotonic()))
+                    self._wake.clear()  # set before this: the refresh that follows covers it
+                    if self._stopping.is_set():
+                        return
+        finally:
+            notify.close()
+
+    def _beat(self, client: BrokerClient) -> None:
+        try:
+            client.request("relay", host=config.host_id(), endpoint=self._relay.endpoint,
+                           pid=os.getpid())
+            if not self._registered:
+                log.info("broker %s reachable again", client.address)
+            self._registered = True
+        except FramebusError as exc:
+            if self._registered:
+                log.warning("broker %s: %s; retrying", client.address, exc)
+            self._registered = False
+
+    def _refresh(self, client: BrokerClient) -> None:
+        self.started += 1
+        number = self.started
+        try:
+            host = config.host_id()
+            self.known = frozenset(s.name for s in client.streams() if s.host == host)
+            self.reachable = True
+        except FramebusError:
+            self.reachable = False  # keep the last list (_beat tells the log)
+        self.done = number
 
     def stop(self) -> None:
         self._stopping.set()
-        self.join(2)
+        self._wake.set()
+        if self.is_alive():
+            self.join(2)

@@ -64,7 +64,8 @@ def parse_request(data: bytes) -> Want | None:
                             max_array_len=8, max_map_len=16)
     except Exception as exc:  # msgpack raises many types on garbage
         raise ProtocolError(f"request is not valid msgpack: {type(exc).__name__}") from None
-    if not isinstance(m, dict) or m.get("v") != VERSION:
+    # type(): True and 1.0 compare equal to 1, and are no version.
+    if not isinstance(m, dict) or type(m.get("v")) is not int or m["v"] != VERSION:
         raise ProtocolError(f"request must be a map with v={VERSION}")
     op = m.get("op")
     if op == "bye":
