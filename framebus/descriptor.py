@@ -66,7 +66,7 @@ class Descriptor:
             raise ProtocolError(f"descriptor is not valid msgpack: {exc}") from None
         if not isinstance(m, dict):
             raise ProtocolError("descriptor is not a map")
-        if m.get("v") != VERSION:
+        if type(m.get("v")) is not int or m["v"] != VERSION:  # True == 1, and is no version
             raise ProtocolError(f"descriptor version {m.get('v')!r}, expected {VERSION}")
         stream = m.get("stream")
         if not is_valid_stream_name(stream):

@@ -46,6 +46,9 @@ TRANSPORTS = ("auto", "shm", "tcp")
 RESOLVE_WHEN_SILENT = 1.0
 #: Ask this often while no producer is known (seconds).
 RESOLVE_UNCONNECTED = 0.1
+#: A descriptor of a ring not seen before makes the subscriber ask the broker, at most this
+#: often: descriptors with made-up tokens must not turn into a flood of lookups.
+RESOLVE_NEW_RING_EVERY = 0.5
 _POLL_SLICE = 0.25
 
 
@@ -171,10 +174,21 @@ class Subscriber:
             self._path = None
         if kind is None:
             return
-        if self._path is None:
-            self._path = _PATHS[kind](self, info)
-        else:
-            self._path.update(info)
+        try:
+            if self._path is None:
+                self._path = _PATHS[kind](self, info)
+            else:
+                self._path.update(info)
+        except zmq.ZMQError as exc:
+            # Whoever registered the stream gave an endpoint ZeroMQ refuses: say so, and
+            # ask again later rather than raise something that is not a FramebusError.
+            where = "its relay" if kind == "tcp" else "its descriptor socket"
+            self._unreachable = f"cannot connect to {where}: {exc}"
+            if self._unreachable != previous_reason:
+                log.warning("%s: %s", self.name, self._unreachable)
+            if self._path is not None:
+                self._path.close()
+                self._path = None
 
     def _choose(self, info: StreamInfo) -> str | None:
         """Which path to take to the stream now, or None if none can reach it (and why)."""
@@ -239,6 +253,10 @@ class Counts:
         if last is not None and last[0] == token and seq > last[1] + 1:
             self.missed(seq - last[1] - 1)
 
+    def is_new(self, token: bytes, seq: int) -> bool:
+        """Whether frame *seq* of ring *token* is newer than every frame of it seen so far."""
+        return self._last is None or self._last[0] != token or seq > self._last[1]
+
     def missed(self, n: int) -> None:
         self.dropped += n
         self._skipped += n
@@ -268,15 +286,21 @@ class ShmPath:
         self._endpoint: str | None = None
         self._ring: RingReader | None = None
         self._asked_about: bytes | None = None
+        self._next_ring_lookup = 0.0
         self._retired: collections.deque[bytes] = collections.deque(maxlen=16)
         self.last_message = 0.0
-        self.update(info)
+        try:
+            self.update(info)
+        except zmq.ZMQError:
+            self._socket.close(linger=0)
+            raise
 
     def update(self, info: StreamInfo) -> None:
         if info.endpoint != self._endpoint:
+            # Connect first: an endpoint ZeroMQ refuses leaves the old connection alone.
+            self._socket.connect(info.endpoint)
             if self._endpoint is not None:
                 self._socket.disconnect(self._endpoint)
-            self._socket.connect(info.endpoint)
             log.info("%s: subscribed to %s", self._sub.name, info.endpoint)
             self._endpoint = info.endpoint
 
@@ -297,12 +321,21 @@ class ShmPath:
         self._retired.append(token)
 
     def _accept(self, message: bytes) -> Frame | None:
+        """The frame a descriptor points at, if every field of it tells the truth.
+
+        Anyone who can reach the descriptor socket can send anything on it, so a
+        descriptor is believed only as far as the ring confirms it; a lie must cost one
+        rejected message, never a wrong frame nor the accounting of the true ones.
+        """
         self.last_message = time.monotonic()
         counts = self._sub._counts
         try:
             if not message.startswith(self._topic):
                 raise ProtocolError("descriptor of another stream")
             desc = Descriptor.unpack(message[len(self._topic):])
+            if desc.stream != self._sub.name:
+                raise ProtocolError(f"descriptor of stream {desc.stream!r} under the topic "
+                                    f"of {self._sub.name!r}")
             if desc.token in self._retired:
                 return None
             ring = self._ring_for(desc)
@@ -310,14 +343,19 @@ class ShmPath:
                 counts.missed(1)  # its ring is already gone
                 return None
             _check_against_ring(desc, ring)
+            if not counts.is_new(desc.token, desc.seq):
+                raise ProtocolError(f"frame {desc.seq} again, or older than one already seen")
+            record = ring.slot_info(desc.slot)
+            if not ring.holds(desc.slot, desc.seq):  # then the record is that frame's
+                counts.seen(desc.token, desc.seq)
+                counts.missed(1)  # lapped before we could take it
+                return None
+            _check_against_slot(desc, record)
         except (ProtocolError, RingError) as exc:
             counts.rejected += 1
             log.warning("%s: rejected a descriptor: %s", self._sub.name, exc)
             return None
         counts.seen(desc.token, desc.seq)
-        if not ring.holds(desc.slot, desc.seq):
-            counts.missed(1)  # lapped before we could take it
-            return None
         return Frame(desc, counts.returned(), ring=ring)
 
     def _ring_for(self, desc: Descriptor) -> RingReader | None:
@@ -325,8 +363,11 @@ class ShmPath:
         if self._ring is not None and self._ring.token == desc.token:
             return self._ring
         sub = self._sub
-        if (sub.info is None or sub.info.token != desc.token) and self._asked_about != desc.token:
+        now = time.monotonic()
+        if ((sub.info is None or sub.info.token != desc.token)
+                and self._asked_about != desc.token and now >= self._next_ring_lookup):
             self._asked_about = desc.token  # once per ring, however the broker answers
+            self._next_ring_lookup = now + RESOLVE_NEW_RING_EVERY
             sub._resolve()  # a new producer or generation: refresh what we know of it
         segment = sub.info.segment if sub.info else config.segment_name(sub.name)
         try:
@@ -351,8 +392,21 @@ class ShmPath:
 def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
     g = ring.geometry
     if (desc.slot >= ring.slot_count or desc.slot != ring.slot_of(desc.seq)
-            or desc.shape != g.shape or desc.dtype != g.dtype.str):
+            or desc.shape != g.shape or desc.dtype != g.dtype.str or desc.fmt != g.fmt
+            or desc.generation != ring.generation):
         raise ProtocolError(f"descriptor of frame {desc.seq} does not match its ring")
+    # A producer publishes a frame after committing it: one beyond the head is made up.
+    if desc.seq > ring.head:
+        raise ProtocolError(f"descriptor of frame {desc.seq}, but the ring's newest is "
+                            f"{ring.head}")
+
+
+def _check_against_slot(desc: Descriptor, record: tuple[int, int, int]) -> None:
+    """The writer's own record of the frame in its slot, (seq, pts, timestamp_ns), must be
+    the descriptor's: a made-up pts or timestamp of a real frame is refused too."""
+    if record != (desc.seq, 0 if desc.pts is None else desc.pts, desc.timestamp_ns):
+        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its slot's "
+                            "pts and timestamp")
 
 
 def _ring_is_here(info: StreamInfo, any_token: bool = False) -> bool:
