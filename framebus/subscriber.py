@@ -37,6 +37,7 @@ from .frame import Frame
 from .names import topic, validate_stream_name
 from .remote import wire
 from .shm import RingReader
+from .shm.segment import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,8 @@ class Subscriber:
                                      f"{config.host_id()}: transport='shm' cannot reach it")
                 return None
             return "shm"
-        # A ring of the same name on another host must never pass for this one: its token
-        # must be the broker's. Once on it, stay: a new generation's token reaches the
-        # broker a heartbeat after the descriptors.
         staying = self._path is not None and self._path.kind == "shm"
-        local = info.host == config.host_id() and _ring_is_here(info, any_token=staying)
+        local = info.host == config.host_id() and _ring_may_be_here(info, staying)
         if self.transport == "auto" and local:
             return "shm"
         if info.relay:
@@ -409,14 +407,22 @@ def _check_against_slot(desc: Descriptor, record: tuple[int, int, int]) -> None:
                             "pts and timestamp")
 
 
-def _ring_is_here(info: StreamInfo, any_token: bool = False) -> bool:
-    """Whether the ring the broker describes can be mapped on this host."""
+def _ring_may_be_here(info: StreamInfo, staying: bool) -> bool:
+    """Whether the ring the broker describes is in this host's /dev/shm, or soon will be.
+
+    A ring of the same name that another live producer writes (on a machine that shares
+    this host's name, say) must never pass for this one: its token must be the broker's.
+    But no ring, or a dead writer's, is a producer restarting here: a local subscriber waits
+    for it rather than leave for the relay. And one already on shared memory stays, since a
+    new generation's token reaches the broker a heartbeat after its descriptors.
+    """
     try:
         ring = RingReader.open(info.segment)
     except RingError:
-        return False
+        return True
     try:
-        return any_token or ring.token == info.token
+        return (staying or ring.token == info.token
+                or not pid_alive(ring.header.writer_pid))
     finally:
         ring.close()
 

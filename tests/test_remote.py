@@ -2,6 +2,7 @@
 TCP, side by side with shared-memory subscribers of the same stream. (Two hosts, keys and
 cut links: tests/test_two_hosts.py.)"""
 
+import os
 import signal
 import msgpack
 import pytest
@@ -132,3 +133,33 @@ def test_relay_refuses_malformed_requests_and_keeps_serving(procs, relay, stream
             assert TestPattern(frame.shape).matches(frame.array, frame.seq)
     finally:
         context.destroy(linger=0)
+
+
+def test_a_local_subscriber_waits_for_its_restarting_producer_rather_than_leave_for_the_relay(
+        procs, relay, stream_name):
+    """While a SIGKILLed producer's ring is gone and its successor not yet up, the stream is
+    still this host's: an auto subscriber must not wander off to the relay (which beyond
+    loopback would need keys it may not have), and must be back on shared memory after."""
+    producer = start_testsrc(procs, stream_name)
+    segment = "/dev/shm" + framebus.config.segment_name(stream_name)
+    with framebus.Subscriber(stream_name) as sub:
+        sub.recv(timeout=10)
+        assert sub.path == "shm"
+        procs.stop(producer, signal.SIGKILL)
+        paths = set()
+
+        def ring_reclaimed():
+            try:
+                sub.recv(timeout=0.2)
+            except framebus.Timeout:
+                pass
+            paths.add(sub.path)
+            return not os.path.exists(segment)
+
+        wait_until(ring_reclaimed, 10, interval=0, what="the broker to reclaim the dead ring")
+        for _ in range(10):  # a while with no ring at all: the subscriber asks the broker again
+            ring_reclaimed()
+        start_testsrc(procs, stream_name)
+        frame = sub.recv(timeout=10)
+        assert TestPattern(frame.shape).matches(frame.copy(), frame.seq)
+        assert paths | {sub.path} == {"shm"}, paths
