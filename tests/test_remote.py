@@ -163,3 +163,28 @@ def test_a_local_subscriber_waits_for_its_restarting_producer_rather_than_leave_
         frame = sub.recv(timeout=10)
         assert TestPattern(frame.shape).matches(frame.copy(), frame.seq)
         assert paths | {sub.path} == {"shm"}, paths
+
+
+def test_the_relay_never_sends_a_subscriber_the_same_frame_twice(procs, relay, stream_name):
+    """Two credits of a subscriber that had nothing yet (no token), the second arriving after
+    the first was answered, while the newest frame stays the same: the first fetches it, the
+    second must wait for the next one. (Credits cross frames whenever a ring is replaced.)"""
+    start_testsrc(procs, stream_name, fps="2")
+    wait_until(lambda: any(s.name == stream_name for s in framebus.streams()), 10,
+               what="the stream to register")
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(relay.endpoint)
+    try:
+        dealer.send(wire.Want(stream_name).pack())
+        assert dealer.poll(10_000), "no frame for the first credit"
+        first = framebus.descriptor.Descriptor.unpack(dealer.recv_multipart()[1])
+        dealer.send(wire.Want(stream_name).pack())  # sent, say, before that frame arrived
+        assert dealer.poll(5_000), "no frame for the second credit"
+        second = framebus.descriptor.Descriptor.unpack(dealer.recv_multipart()[1])
+        assert (second.token, second.seq) != (first.token, first.seq)
+        assert second.seq > first.seq
+    finally:
+        dealer.close()
+        context.term()

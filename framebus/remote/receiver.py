@@ -138,9 +138,11 @@ class RemotePath:
         desc = Descriptor.unpack(parts[1].bytes)
         if desc.stream != self._sub.name:
             raise ProtocolError(f"a frame of {desc.stream!r}, not {self._sub.name!r}")
+        counts = self._sub._counts
+        if not counts.is_new(desc.token, desc.seq):
+            return None  # a frame it has already returned (a credit from before a restart)
         codec = parts[2].bytes.decode("ascii", "replace")
         pixels, desc = _pixels(desc, codec, parts[3].buffer)
-        counts = self._sub._counts
         counts.seen(desc.token, desc.seq)
         self._want = dataclasses.replace(self._want, token=desc.token, after=desc.seq)
         return Frame(desc, counts.returned(), pixels=pixels)

@@ -188,6 +188,9 @@ class _Subscriber:
     last_seen: float = 0.0
     #: Wants a stream the relay has not heard of: the stream list refresh it waits beyond.
     pending: int | None = None
+    #: (token, seq) of the last frame sent to it. A credit sent before that frame arrived
+    #: names an older ring, or none, and must not fetch the same frame again.
+    sent: tuple[bytes, int] | None = None
 
 
 class Relay:
@@ -371,8 +374,9 @@ class Relay:
         if newest is None or not sub.credit:
             return  # the feed copies the next frame out, since someone waits
         d = newest.descriptor
-        if sub.want.token == d.token and d.seq <= sub.want.after:
-            return  # it has this one: the next frame will come with a notice
+        for token, seq in ((sub.want.token, sub.want.after), sub.sent or (None, -1)):
+            if token == d.token and d.seq <= seq:
+                return  # it has this one: the next frame will come with a notice
         try:
             payload = newest.payload(sub.want.setting)
         except ValueError as exc:
@@ -389,6 +393,7 @@ class Relay:
         self.sent += 1
         sub.credit -= 1
         sub.want = replace(sub.want, token=d.token, after=d.seq)
+        sub.sent = (d.token, d.seq)
 
     def _feed(self, stream: str) -> _Feed | None:
         """The feed reading *stream*, started if need be; None if MAX_FEEDS are all wanted."""
