@@ -47,9 +47,8 @@ TRANSPORTS = ("auto", "shm", "tcp")
 RESOLVE_WHEN_SILENT = 1.0
 #: Ask this often while no producer is known (seconds).
 RESOLVE_UNCONNECTED = 0.1
-#: A descriptor of a ring not seen before makes the subscriber ask the broker, at most this
-#: often: descriptors with made-up tokens must not turn into a flood of lookups.
-RESOLVE_NEW_RING_EVERY = 0.5
+#: Rejected messages are logged at most once in this many seconds (the rest are counted).
+REJECTIONS_LOGGED = 10.0
 _POLL_SLICE = 0.25
 
 
@@ -84,7 +83,7 @@ class Subscriber:
         self._broker = BrokerClient(broker, context=self._context, timeout=0.5)
         self.info: StreamInfo | None = None
         self._path: ShmPath | None = None
-        self._counts = Counts()
+        self._counts = Counts(name)
         self._last_message = time.monotonic()
         self._next_resolve = 0.0
         self._unreachable: str | None = None  # why no path reaches the stream, if none does
@@ -240,7 +239,10 @@ class Subscriber:
 class Counts:
     """A subscriber's frame accounting, shared by its paths: received, dropped, rejected."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self._name = name
+        self._quiet_until = 0.0
+        self._unsaid = 0
         self.received = self.dropped = self.rejected = 0
         self._skipped = 0  # missed since the last frame returned
         self._last: tuple[bytes, int] | None = None  # (ring token, seq) of the last frame seen
@@ -254,6 +256,18 @@ class Counts:
     def is_new(self, token: bytes, seq: int) -> bool:
         """Whether frame *seq* of ring *token* is newer than every frame of it seen so far."""
         return self._last is None or self._last[0] != token or seq > self._last[1]
+
+    def reject(self, what: str, why: Exception) -> None:
+        """A message refused: counted, and logged, though at most once every REJECTIONS_LOGGED
+        seconds with how many went unsaid, so that a flood of garbage is no flood of logs."""
+        self.rejected += 1
+        now = time.monotonic()
+        if now < self._quiet_until:
+            self._unsaid += 1
+            return
+        more = f" (and {self._unsaid} more since the last one logged)" if self._unsaid else ""
+        log.warning("%s: rejected %s: %s%s", self._name, what, why, more)
+        self._unsaid, self._quiet_until = 0, now + REJECTIONS_LOGGED
 
     def missed(self, n: int) -> None:
         self.dropped += n
@@ -283,8 +297,6 @@ class ShmPath:
         self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
         self._endpoint: str | None = None
         self._ring: RingReader | None = None
-        self._asked_about: bytes | None = None
-        self._next_ring_lookup = 0.0
         self._retired: collections.deque[bytes] = collections.deque(maxlen=16)
         self.last_message = 0.0
         try:
@@ -338,7 +350,9 @@ class ShmPath:
                 return None
             ring = self._ring_for(desc)
             if ring is None:
-                counts.missed(1)  # its ring is already gone
+                if desc.token not in self._known_tokens():
+                    raise ProtocolError("descriptor of a ring that is not in shared memory")
+                counts.missed(1)  # a ring we knew, replaced since the descriptor was sent
                 return None
             _check_against_ring(desc, ring)
             if not counts.is_new(desc.token, desc.seq):
@@ -350,23 +364,20 @@ class ShmPath:
                 return None
             _check_against_slot(desc, record)
         except (ProtocolError, RingError) as exc:
-            counts.rejected += 1
-            log.warning("%s: rejected a descriptor: %s", self._sub.name, exc)
+            counts.reject("a descriptor", exc)
             return None
         counts.seen(desc.token, desc.seq)
         return Frame(desc, counts.returned(), ring=ring)
 
     def _ring_for(self, desc: Descriptor) -> RingReader | None:
-        """The mapped ring that *desc* points into, mapping it if it is new."""
+        """The mapped ring that *desc* points into, mapping it if it is new.
+
+        The ring itself says whether the token is real: a made-up one costs a look at
+        /dev/shm, never a question to the broker.
+        """
         if self._ring is not None and self._ring.token == desc.token:
             return self._ring
         sub = self._sub
-        now = time.monotonic()
-        if ((sub.info is None or sub.info.token != desc.token)
-                and self._asked_about != desc.token and now >= self._next_ring_lookup):
-            self._asked_about = desc.token  # once per ring, however the broker answers
-            self._next_ring_lookup = now + RESOLVE_NEW_RING_EVERY
-            sub._resolve()  # a new producer or generation: refresh what we know of it
         segment = sub.info.segment if sub.info else config.segment_name(sub.name)
         try:
             ring = RingReader.open(segment)
@@ -375,12 +386,18 @@ class ShmPath:
         if ring.token != desc.token:
             ring.close()
             return None
+        if sub.info is None or sub.info.token != desc.token:
+            sub._resolve()  # a new producer or generation, proven by its ring: learn of it
         if self._ring is not None:
             log.info("%s: new ring (generation %d, %s)", sub.name, ring.generation,
                      ring.geometry.shape)
         # The old ring is not closed: frames still held keep it mapped until they go.
         self._ring = ring
         return ring
+
+    def _known_tokens(self) -> set[bytes]:
+        """Rings of the stream that really existed: the broker's, and the one mapped."""
+        return {t.token for t in (self._sub.info, self._ring) if t is not None}
 
     def close(self) -> None:
         self._socket.close(linger=0)

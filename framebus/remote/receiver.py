@@ -101,8 +101,7 @@ class RemotePath:
         try:
             return self._accept(parts)
         except ProtocolError as exc:
-            self._sub._counts.rejected += 1
-            log.warning("%s: rejected a message from the relay: %s", self._sub.name, exc)
+            self._sub._counts.reject("a message from the relay", exc)
             return None
 
     def abandon(self) -> None:
