@@ -27,7 +27,7 @@ import zmq
 from . import config
 from .discovery import MAX_MESSAGE, StreamInfo
 from .errors import FramebusError, InvalidName
-from .leftovers import reclaim_stale
+from .leftovers import reclaim_stale, remove_dead_socket
 from .names import validate_stream_name
 from .remote.keys import bind_servers
 from .shm import reclaim
@@ -314,7 +314,8 @@ class Broker:
     def _reclaim(self, entry: _Entry) -> None:
         info = entry.info
         if info.host == self.host and not pid_alive(info.pid):
-            reclaim(info.segment, info.token)
+            if reclaim(info.segment, info.token):
+                remove_dead_socket(info.name)
 
 
 def _limit_message_size(socket: zmq.Socket) -> None:

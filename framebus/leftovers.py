@@ -61,6 +61,12 @@ def reclaim_stale() -> list[str]:
     return cleaned
 
 
+def remove_dead_socket(stream: str) -> bool:
+    """Unlink the socket file of *stream* if nobody listens on it; whether it did."""
+    path = Path(config.descriptor_endpoint(stream)[len("ipc://"):])
+    return path.exists() and not _listening(path) and _unlink_socket(stream)
+
+
 def _dead_sockets() -> list[str]:
     """Streams whose socket file is left with no ring of theirs and no one listening."""
     try:

@@ -1,0 +1,99 @@
+"""The soak's short run (bench/soak.py): a whole site under faults and garbage keeps every promise.
+
+And first, that its checking reader can tell a wrong frame at all: a soak whose checks
+could not fail would prove nothing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netns import netns_available
+from rtsp import rtsp_available
+
+ROOT = Path(__file__).resolve().parent.parent
+SOAK = ROOT / "bench" / "soak.py"
+READER = ROOT / "bench" / "soak_consumer.py"
+SHORT_RUN = float(os.environ.get("FRAMEBUS_SOAK_SECONDS", "90"))
+
+
+def read_for(procs, stream: str, seconds: float, *args: str) -> dict:
+    reader = procs.start(str(READER), stream, *args, "--report", "0.5")
+    try:
+        out, err = reader.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        reader.terminate()
+        out, err = reader.communicate(timeout=10)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert lines, f"the reader printed nothing:\n{err}"
+    return lines[-1]
+
+
+@pytest.fixture
+def clip(tmp_path):
+    import media
+
+    return media.encode(tmp_path / "clip.mp4", 50, 160, 120, 25)
+
+
+def test_the_checking_reader_passes_right_frames_and_catches_wrong_ones(procs, broker, clip,
+                                                                       stream_name):
+    procs.framebus("decode", "testsrc", "--name", stream_name, "--size", "160x120", "--fps", "30")
+    procs.framebus("decode", str(clip), "--name", stream_name + "-clip", "--loop")
+    marker = ("--check", "marker", "--frames", "50", "--fps", "25")
+    right = [read_for(procs, stream_name, 4, "--check", "pattern", "--zero-copy"),
+             read_for(procs, stream_name + "-clip", 4, *marker)]
+    for r in right:
+        assert r["good"] > 30 and r["bad"] == 0, r
+    # The clip read as if it were one frame shorter: from the first loop on, every frame
+    # carries another index than its time says. And the clip is not the test pattern.
+    wrong = [read_for(procs, stream_name + "-clip", 4, "--check", "marker", "--frames", "49",
+                      "--fps", "25"),
+             read_for(procs, stream_name + "-clip", 3, "--check", "pattern"),
+             read_for(procs, stream_name, 3, "--check", "bars")]
+    for r in wrong:
+        assert r["bad"] > 10 and r["bad_examples"], r
+
+
+def test_the_bars_check_passes_a_live_camera(procs, broker, rtsp_servers, stream_name):
+    camera = rtsp_servers(pattern="bars")
+    procs.framebus("decode", camera.url, "--name", stream_name)
+    r = read_for(procs, stream_name, 6, "--check", "bars", "--shape", "240,320,3")
+    assert r["good"] > 30 and r["bad"] == 0, r
+
+
+@pytest.mark.timeout(SHORT_RUN + 420)
+def test_short_soak_keeps_every_promise(tmp_path):
+    for ok, why in (netns_available(), rtsp_available()):
+        if not ok:
+            pytest.skip(f"the soak needs namespaces and the RTSP server: {why}")
+    report_path = tmp_path / "soak.json"
+    # Its own prefix and runtime dir: the suite's conftest sweep must not see its rings.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FRAMEBUS_SHM_PREFIX", "FRAMEBUS_RUNTIME_DIR", "FRAMEBUS_BROKER")}
+    run = subprocess.run([sys.executable, str(SOAK), "--seconds", str(SHORT_RUN), "--seed", "7",
+                          "--json", str(report_path), "--work", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=SHORT_RUN + 400, env=env)
+    assert report_path.exists(), f"no report (exit {run.returncode}):\n{run.stderr[-5000:]}"
+    report = json.loads(report_path.read_text())
+    broken = [p for p in report["promises"] if not p["held"]]
+    assert run.returncode == 0 and not broken, (
+        f"exit {run.returncode}; broken: {json.dumps(broken, indent=1)}\n{run.stdout}\n"
+        f"{run.stderr[-3000:]}")
+    kinds = {f["kind"] for f in report["faults"]}
+    expected = {"decoder_kill", "decoder_stop", "consumer_kill", "consumer_stop", "broker_kill",
+                "broker_stop", "relay_kill", "relay_stop", "camera_restart", "link_cut",
+                "shm_full", "fuzz_broker", "fuzz_relay", "site_crash"}
+    assert expected <= kinds, f"faults that never happened: {expected - kinds}"
+    streams = {r["stream"]: r for r in report["streams"]}
+    for name, r in streams.items():
+        assert r["good"] > 100, (name, r)
+    assert streams["liar"]["rejected"] > 100, "the liar's lies reached a reader and were refused"
+    for service in ("broker", "relay"):
+        assert report["fuzz"][service]["sent"] >= 100, report["fuzz"]
+    assert report["crash"]["left_by_kill"], "the SIGKILL of the whole site left something"
+    assert report["leftovers"] == []
