@@ -1,13 +1,18 @@
 """What SIGKILLed producers leave behind is reclaimed at the next start: rings and socket files."""
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import posix_ipc
+import pytest
 
-from conftest import BrokerProcess, wait_until
+from conftest import BrokerProcess, broker_answers, wait_until
 from framebus import config
 from framebus.leftovers import reclaim_stale
 
@@ -60,3 +65,27 @@ def test_socket_files_nobody_listens_on_are_removed():
             assert "listening-one" not in cleaned and listening.exists()
         finally:
             os.unlink(listening)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to make a segment this process cannot read")
+def test_a_segment_it_may_not_read_is_left_alone_and_the_broker_goes_on(procs, broker_address):
+    """Another user's ring under our prefix (owner-only, not ours): the broker's sweep must
+    skip it, not die of it. Root without CAP_DAC_OVERRIDE, and a segment of mode 000, stand
+    in for the other user."""
+    name = config.segment_name("someone-elses")
+    foreign = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o000, size=4096)
+    foreign.close_fd()
+    try:
+        broker = subprocess.Popen(
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable,
+             "-m", "framebus", "broker", "--bind", broker_address],
+            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.procs.append(broker)  # stopped and reaped at teardown
+        wait_until(lambda: broker_answers(broker_address) or broker.poll() is not None, 10,
+                   what="the broker to answer")
+        time.sleep(0.5)  # its first sweep has run
+        assert broker.poll() is None and broker_answers(broker_address), broker.stderr.read()
+        assert os.path.exists("/dev/shm" + name)
+    finally:
+        posix_ipc.unlink_shared_memory(name)

@@ -44,11 +44,14 @@ def create(name: str, size: int) -> mmap.mmap:
 
 
 def open_readonly(name: str) -> mmap.mmap:
-    """Map existing segment *name* read-only. Raises RingError if it is missing."""
+    """Map existing segment *name* read-only. Raises RingError if it is missing, or not
+    ours to read (another user's: rings are owner-only)."""
     try:
         shm = posix_ipc.SharedMemory(name, read_only=True)
     except posix_ipc.ExistentialError:
         raise RingError(f"no shared-memory segment {name}") from None
+    except posix_ipc.PermissionsError:
+        raise RingError(f"shared-memory segment {name} is not readable by this user") from None
     try:
         if shm.size == 0:
             raise RingError(f"segment {name} is empty")
@@ -63,6 +66,9 @@ def unlink(name: str) -> bool:
         posix_ipc.unlink_shared_memory(name)
     except posix_ipc.ExistentialError:
         return False
+    except posix_ipc.PermissionsError:
+        raise RingError(f"cannot remove shared-memory segment {name}: it is another "
+                        "user's") from None
     return True
 
 
