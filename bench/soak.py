@@ -375,11 +375,13 @@ def print_report(report: dict, held: list[tuple[str, bool, str]]) -> None:
                       str(report["restarts"].get(name, 0)), str(c.get("warnings", 0)),
                       str(c.get("errors", 0)))
     fuzz = Table(title="Malformed input", box=None)
-    for col in ("service", "sent", "refused", "cut", "answered", "unanswered", "garbled reply"):
+    for col in ("service", "sent", "refused", "cut", "answered", "held (a registered stream)",
+                "unanswered", "garbled reply"):
         fuzz.add_column(col, justify="right")
     for service, t in report["fuzz"].items():
         fuzz.add_row(service, *(f"{t.get(k, 0):,}" for k in
-                                ("sent", "refused", "cut", "answered", "silent", "garbled")))
+                                ("sent", "refused", "cut", "answered", "held", "silent",
+                                 "garbled")))
     verdict = Table(title="Promises", box=None)
     for col in ("promise", "held", "evidence"):
         verdict.add_column(col)
