@@ -403,6 +403,44 @@ def to_json(report: dict, held) -> dict:
             "promises": [{"promise": p, "held": ok, "evidence": e} for p, ok, e in held]}
 
 
+def markdown(data: dict) -> str:
+    """The report (as written with --json) as Markdown tables, for the README."""
+    lines = ["| stream | published | readers | delivered (all readers) | bad | lapped, refused | "
+             "longest gap |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["streams"]:
+        lies = f" (and {r['rejected']:,} of {r['lies']:,} lies)" if "lies" in r else ""
+        lines.append(f"| {r['stream']} | {r['published']:,} | {r['readers']} | {r['good']:,} | "
+                     f"{r['bad']} | {r['overwritten']:,}{lies} | {r['longest_gap']:.2f} s |")
+    lines += ["", "| fault | count | back, max | readers have frames again, max | limit | "
+                  "broken |", "|---|---:|---:|---:|---:|---:|"]
+    kinds: dict[str, list[dict]] = {}
+    for f in sorted(data["faults"], key=lambda f: f["kind"]):
+        kinds.setdefault(f["kind"], []).append(f)
+    for kind, fs in kinds.items():
+        backs = [f["back"] for f in fs if f["back"] is not None]
+        worsts = [f["worst"][1] for f in fs]
+        worst = "never" if None in worsts else f"{max(worsts):.2f} s"
+        lines.append(f"| {kind} | {len(fs)} | {f'{max(backs):.2f} s' if backs else '-'} | "
+                     f"{worst} | {max(f['limit'] for f in fs):.1f} s | "
+                     f"{sum(bool(f['broken']) for f in fs)} |")
+    lines += ["", "| process (alive all through phase 2) | minutes | RSS start | RSS end | growth "
+                  "| fds |", "|---|---:|---:|---:|---:|---:|"]
+    for p in data["processes"]:
+        lines.append(f"| {p['role']} | {p['minutes']:.1f} | {p['rss_start']:.1f} MiB | "
+                     f"{p['rss_end']:.1f} MiB | {p['growth']:+.1f} MiB | "
+                     f"{p['fds_start']} -> {p['fds_end']} |")
+    lines += ["", "| service | fuzzed messages | refused | cut (oversized) | answered | held | "
+                  "unanswered |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for service, t in data["fuzz"].items():
+        lines.append(f"| {service} | " + " | ".join(
+            f"{t.get(k, 0):,}" for k in ("sent", "refused", "cut", "answered", "held")) +
+            f" | {t.get('silent', 0) + t.get('garbled', 0):,} |")
+    lines += ["", "| promise | held | evidence |", "|---|---|---|"]
+    lines += [f"| {p['promise']} | {'yes' if p['held'] else '**no**'} | {p['evidence']} |"
+              for p in data["promises"]]
+    return "\n".join(lines)
+
+
 @click.command()
 @click.option("--seconds", type=click.FloatRange(min=30), default=120, show_default=True,
               help="How long the chaos runs (setup and the final crash come on top).")
@@ -414,9 +452,15 @@ def to_json(report: dict, held) -> dict:
               help="Where the site's files and logs go (default: a new temporary directory).")
 @click.option("--shm-size", default="64m", show_default=True,
               help="The size of the site's own /dev/shm (tmpfs size=).")
+@click.option("--markdown", "render", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Run nothing: print the report of an earlier --json as "
+                                 "Markdown tables.")
 def main(seconds: float, seed: int, json_path: str | None, work: str | None,
-         shm_size: str) -> None:
+         shm_size: str, render: str | None) -> None:
     """Run framebus under faults and garbage for SECONDS; judge it on every promise."""
+    if render:
+        print(markdown(json.loads(Path(render).read_text())))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     for ok, why in (netns_available(), rtsp_available()):
