@@ -200,6 +200,22 @@ def broker_requests(draw, mutate: bool = True) -> dict:
     return request
 
 
+def _flipped(draw, packed: bytes) -> bytes:
+    data = bytearray(packed)
+    for _ in range(draw(st.integers(1, 4))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+#: Byte-level damage to a well-formed request, the same for the broker's and the relay's.
+_DAMAGE = {
+    "truncated": lambda draw, packed: packed[:draw(st.integers(0, len(packed) - 1))],
+    "flipped": _flipped,
+    "not_a_map": lambda draw, packed: _pack(draw(values.filter(lambda v: not isinstance(v,
+                                                                                       dict)))),
+}
+
+
 @st.composite
 def _broker_payloads(draw) -> bytes:
     kind = draw(st.sampled_from(["request"] * 10 + ["valid"] * 3 + [
@@ -212,15 +228,8 @@ def _broker_payloads(draw) -> bytes:
     if kind == "bytes":
         return draw(st.binary(max_size=256))
     packed = _pack(draw(broker_requests(mutate=False)))
-    if kind == "truncated":
-        return packed[:draw(st.integers(0, len(packed) - 1))]
-    if kind == "flipped":
-        data = bytearray(packed)
-        for _ in range(draw(st.integers(1, 4))):
-            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
-        return bytes(data)
-    if kind == "not_a_map":
-        return _pack(draw(values.filter(lambda v: not isinstance(v, dict))))
+    if kind in _DAMAGE:
+        return _DAMAGE[kind](draw, packed)
     if kind == "nested":  # {"op": "lookup", "name": [[[...]]]}, past any sane depth
         return (b"\x82" + _pack("op") + _pack("lookup") + _pack("name")
                 + _deeply_nested(draw(st.integers(1, 5000))))
@@ -326,15 +335,8 @@ def _relay_payloads(draw, streams: st.SearchStrategy[str]) -> bytes:
     if kind == "bytes":
         return draw(st.binary(max_size=128))
     packed = _pack(want)
-    if kind == "truncated":
-        return packed[:draw(st.integers(0, len(packed) - 1))]
-    if kind == "flipped":
-        data = bytearray(packed)
-        for _ in range(draw(st.integers(1, 4))):
-            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
-        return bytes(data)
-    if kind == "not_a_map":
-        return _pack(draw(values.filter(lambda v: not isinstance(v, dict))))
+    if kind in _DAMAGE:
+        return _DAMAGE[kind](draw, packed)
     if kind == "nested":
         return b"\x81" + _pack("v") + _deeply_nested(draw(st.integers(1, 1000)))
     if kind == "big":  # over the request's own limits, well under the wire's
