@@ -158,27 +158,31 @@ class Chaos:
 
     def decoder_kill(self, stream: str | None = None) -> Fault | None:
         stream = stream or self.rng.choice(self._killable_streams())
-        pid = self.site.pid(f"decoder:{stream}")
-        if pid is None:
-            return None
         token = self.site.observer.token(stream)
-        fault = Fault("decoder_kill", stream, time.monotonic())
-        _signal(pid, signal.SIGKILL)
-        fault.end = fault.start
-        self._await_back(fault, lambda: self.site.observer.back_after(stream, fault.end, token))
+        fault = self._kill(f"decoder:{stream}", "decoder_kill", stream)
+        if fault is not None:
+            self._await_back(fault, lambda: self.site.observer.back_after(stream, fault.end,
+                                                                          token))
         return fault
 
     def decoder_stop(self) -> Fault | None:
         stream = self.rng.choice(STREAMS)
         return self._stop(f"decoder:{stream}", "decoder_stop", stream)
 
-    def broker_kill(self) -> Fault | None:
-        pid = self.site.pid("broker")
+    def _kill(self, role: str, kind: str, target: str) -> Fault | None:
+        """SIGKILL the process of *role*; the fault ends at once (its pid in the detail)."""
+        pid = self.site.pid(role)
         if pid is None:
             return None
-        fault = Fault("broker_kill", "broker", time.monotonic())
+        fault = Fault(kind, target, time.monotonic(), detail={"pid": pid})
         _signal(pid, signal.SIGKILL)
         fault.end = fault.start
+        return fault
+
+    def broker_kill(self) -> Fault | None:
+        fault = self._kill("broker", "broker_kill", "broker")
+        if fault is None:
+            return None
         # Frames never pass through the broker: readers must not even notice.
         fault.limit = RESUME_WITHIN
         fault.back = _wait_for(lambda: self.site.observer.broker_back_after(
@@ -192,13 +196,10 @@ class Chaos:
         return self._stop("broker", "broker_stop", "broker")
 
     def relay_kill(self) -> Fault | None:
-        pid = self.site.pid("relay")
-        if pid is None:
-            return None
-        fault = Fault("relay_kill", "relay", time.monotonic())
-        _signal(pid, signal.SIGKILL)
-        fault.end = fault.start
-        self._await_back(fault, lambda: self.site.observer.relay_back_after(fault.end, pid))
+        fault = self._kill("relay", "relay_kill", "relay")
+        if fault is not None:
+            self._await_back(fault, lambda: self.site.observer.relay_back_after(
+                fault.end, fault.detail["pid"]))
         return fault
 
     def relay_stop(self) -> Fault | None:
