@@ -30,23 +30,41 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import click
+import common
 import numpy as np
 import posix_ipc
 import zmq
+from common import (
+    SLOTS,
+    Aborted,
+    FramebusSender,
+    ImagezmqSender,
+    Sender,
+    ThreadBroker,
+    format_pair,
+    free_port,
+    loop_rate,
+    parse_sizes,
+    parse_systems,
+    percentiles,
+    print_section,
+    publish_for,
+    shutdown,
+    start_process,
+    verdict,
+    warm_up,
+)
 from rich.console import Console
 from rich.table import Table
 
-import common
 import framebus
-from common import (SLOTS, Aborted, FramebusSender, ImagezmqSender, Sender, ThreadBroker,
-                    format_pair, free_port, loop_rate, parse_sizes, parse_systems, percentiles,
-                    print_section, publish_for, shutdown, start_process, verdict, warm_up)
 from framebus import config
 from framebus.testsrc import TestPattern
 

@@ -49,22 +49,30 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from statistics import median
-from typing import Callable
 
 import click
 import numpy as np
+from common import (
+    CLOCK_TICK,
+    ThreadBroker,
+    cpu_seconds,
+    free_port,
+    markdown_table,
+    print_section,
+    sweep_rings,
+    verdict,
+)
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 import framebus
-from common import (CLOCK_TICK, ThreadBroker, cpu_seconds, free_port, markdown_table,
-                    print_section, sweep_rings, verdict)
 from framebus.supervisor import PARENT_ENV
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 25

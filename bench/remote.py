@@ -55,18 +55,35 @@ from pathlib import Path
 from typing import Protocol
 
 import click
+import common
 import cv2
 import numpy as np
 import zmq
+from common import (
+    Aborted,
+    FramebusSender,
+    ImagezmqReceiver,
+    ImagezmqSender,
+    Sender,
+    cpu_seconds,
+    format_pair,
+    free_port,
+    loop_rate,
+    parse_sizes,
+    parse_systems,
+    percentiles,
+    print_section,
+    publish_for,
+    shutdown,
+    start_process,
+    sweep_rings,
+    verdict,
+    warm_up,
+)
 from rich.console import Console
 from rich.table import Table
 
-import common
 import framebus
-from common import (Aborted, FramebusSender, ImagezmqReceiver, ImagezmqSender, Sender,
-                    cpu_seconds, format_pair, free_port, loop_rate, parse_sizes, parse_systems,
-                    percentiles, print_section, publish_for, shutdown, start_process,
-                    sweep_rings, verdict, warm_up)
 from framebus.discovery import BrokerClient
 from framebus.errors import FramebusError
 from framebus.supervisor import PARENT_ENV, die_with_supervisor

@@ -34,8 +34,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from soak_site import (BENCH, BROKER_PORT, FILE_STREAMS, PYTHON, RELAY_PORT, STREAMS,
-                       WITNESS_STREAM, Site)
+from soak_site import (
+    BENCH,
+    BROKER_PORT,
+    FILE_STREAMS,
+    PYTHON,
+    RELAY_PORT,
+    STREAMS,
+    WITNESS_STREAM,
+    Site,
+)
 
 log = logging.getLogger("soak")
 

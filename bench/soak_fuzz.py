@@ -21,6 +21,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import garbage  # noqa: E402
+
 from framebus import config  # noqa: E402
 from framebus.discovery import BrokerClient  # noqa: E402
 from framebus.errors import ProtocolError  # noqa: E402

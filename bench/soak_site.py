@@ -17,12 +17,11 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sys
 
 from framebus.remote import keys as curve
 

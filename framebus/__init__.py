@@ -9,9 +9,19 @@ The public API::
 """
 
 from .discovery import BrokerClient, StreamInfo, streams
-from .errors import (AccessDenied, BrokerUnavailable, FrameOverwritten, FramebusError,
-                     InvalidName, ProtocolError, RingError, ShmFull, StreamInUse, StreamNotFound,
-                     Timeout)
+from .errors import (
+                     AccessDenied,
+                     BrokerUnavailable,
+                     FramebusError,
+                     FrameOverwritten,
+                     InvalidName,
+                     ProtocolError,
+                     RingError,
+                     ShmFull,
+                     StreamInUse,
+                     StreamNotFound,
+                     Timeout,
+)
 from .frame import Frame
 from .publisher import Publisher
 from .subscriber import Subscriber

@@ -17,8 +17,14 @@ import msgpack
 import zmq
 
 from . import config
-from .errors import (AccessDenied, BrokerUnavailable, FramebusError, ProtocolError, StreamInUse,
-                     StreamNotFound)
+from .errors import (
+    AccessDenied,
+    BrokerUnavailable,
+    FramebusError,
+    ProtocolError,
+    StreamInUse,
+    StreamNotFound,
+)
 from .names import validate_stream_name
 from .remote.keys import is_local, secure_client
 

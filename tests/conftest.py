@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from framebus.discovery import broker_answers  # noqa: F401  (tests import it from here)
 from netns import two_hosts  # noqa: F401  (fixture: two hosts in network namespaces)
 from rtsp import rtsp_server, rtsp_servers  # noqa: F401  (fixtures: real RTSP servers)
+
+from framebus.discovery import broker_answers  # noqa: F401  (tests import it from here)
 
 # Every ring and socket the suite makes carries this prefix, so cleanup is exact
 # and a developer's own streams are never touched.

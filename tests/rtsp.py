@@ -40,7 +40,7 @@ DEBIAN_PACKAGES = ("python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-b
 PYAV_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rtsp_available() -> tuple[bool, str]:
     """Whether this machine can run the server, and if not, why."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):

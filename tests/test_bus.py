@@ -6,12 +6,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import result_of, wait_until
 
 import framebus
 from framebus import config
 from framebus.testsrc import TestPattern
-
-from conftest import result_of, wait_until
 
 
 def start_testsrc(procs, name, size="64x48", fps="100", *extra):

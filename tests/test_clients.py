@@ -20,12 +20,11 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_until
 
 import framebus
 from framebus import pixfmt
 from framebus.testsrc import TestPattern
-
-from conftest import wait_until
 
 CLIENTS = Path(__file__).resolve().parent.parent / "clients"
 H, W = 96, 128  # published test pictures

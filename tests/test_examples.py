@@ -6,10 +6,9 @@ import signal
 from pathlib import Path
 
 import cv2
+from conftest import leftover_segments, wait_until
 
 import framebus
-
-from conftest import leftover_segments, wait_until
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

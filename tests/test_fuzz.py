@@ -11,9 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import garbage
 import msgpack
 import pytest
 import zmq
+from conftest import free_port, wait_until
+from garbage import ANSWERED, CUT, FINE, REFUSED, BrokerProber, RelayProber
 from hypothesis import HealthCheck, example, given, settings
 
 import framebus
@@ -25,10 +28,6 @@ from framebus.remote import wire
 from framebus.remote.relay import MAX_FEEDS
 from framebus.shm import Geometry, RingWriter
 from framebus.testsrc import TestPattern
-
-import garbage
-from conftest import free_port, wait_until
-from garbage import ANSWERED, CUT, FINE, REFUSED, BrokerProber, RelayProber
 
 #: A few hundred messages per service: each is one round trip, and the generation is the
 #: slower part. No database: a CI run must not depend on what an earlier one found.

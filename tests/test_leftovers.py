@@ -11,8 +11,8 @@ from pathlib import Path
 
 import posix_ipc
 import pytest
-
 from conftest import BrokerProcess, broker_answers, wait_until
+
 from framebus import config
 from framebus.leftovers import reclaim_stale
 

@@ -18,14 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import netns
 import pytest
+from conftest import TESTS, free_port, result_of, wait_until
+from netns import (
+    MARK,
+    NETNS_DIR,
+    PYTHON,
+    TwoHosts,
+    cleanup_stale,
+    netns_available,
+    read_line,
+    require_netns,
+)
 
 from framebus import config
-
-import netns
-from conftest import TESTS, free_port, result_of, wait_until
-from netns import (MARK, NETNS_DIR, PYTHON, TwoHosts, cleanup_stale, netns_available,
-                   read_line, require_netns)
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 

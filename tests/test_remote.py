@@ -4,15 +4,15 @@ cut links: tests/test_two_hosts.py.)"""
 
 import os
 import signal
+
 import msgpack
 import pytest
 import zmq
+from conftest import free_port, result_of, wait_until
 
 import framebus
 from framebus.remote import wire
 from framebus.testsrc import TestPattern
-
-from conftest import free_port, result_of, wait_until
 
 
 def start_testsrc(procs, name, size="64x48", fps="100"):

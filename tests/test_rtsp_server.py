@@ -12,7 +12,6 @@ import time
 import av
 import numpy as np
 import pytest
-
 from rtsp import PYAV_OPTIONS, RtspServer, require_rtsp
 
 FPS = 25

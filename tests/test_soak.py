@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from netns import netns_available
 from rtsp import rtsp_available
 

@@ -4,11 +4,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import wait_until
 
 import framebus
 from framebus.testsrc import TestPattern
-
-from conftest import wait_until
 
 
 def test_copy_never_returns_a_torn_frame(procs, broker, stream_name):

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from netns import PYTHON, read_line
 
 TESTS = Path(__file__).parent

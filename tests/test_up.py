@@ -9,16 +9,15 @@ import threading
 import time
 from pathlib import Path
 
+import media
 import pytest
+from conftest import broker_answers, free_port, leftover_segments, wait_until
 
 import framebus
 from framebus import sitefile
 from framebus.remote.keys import generate
 from framebus.shm.segment import pid_alive
 from framebus.testsrc import TestPattern
-
-import media
-from conftest import broker_answers, free_port, leftover_segments, wait_until
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "framebus.toml"
 

@@ -23,8 +23,16 @@ import av
 
 from ..publisher import Publisher
 from .convert import Converter
-from .source import (TESTSRC_FPS, TESTSRC_SIZE, ContainerInput, Input, OpenOptions, Source,
-                     SourceError, open_source)
+from .source import (
+    TESTSRC_FPS,
+    TESTSRC_SIZE,
+    ContainerInput,
+    Input,
+    OpenOptions,
+    Source,
+    SourceError,
+    open_source,
+)
 
 log = logging.getLogger(__name__)
 

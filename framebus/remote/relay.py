@@ -27,7 +27,7 @@ import zmq
 from .. import config, pixfmt
 from ..descriptor import Descriptor
 from ..discovery import BrokerClient
-from ..errors import FrameOverwritten, FramebusError, ProtocolError, Timeout
+from ..errors import FramebusError, FrameOverwritten, ProtocolError, Timeout
 from ..frame import Frame
 from . import wire
 from .keys import bind_servers, is_local

@@ -24,8 +24,17 @@ import posix_ipc
 
 from ..errors import FrameOverwritten, RingError, StreamInUse
 from . import segment
-from .layout import (HEAD_OFFSET, PTS, SEQ, SLOT_META_FIELDS, SLOT_TABLE_OFFSET, STAMP,
-                     TIMESTAMP, Geometry, Header)
+from .layout import (
+    HEAD_OFFSET,
+    PTS,
+    SEQ,
+    SLOT_META_FIELDS,
+    SLOT_TABLE_OFFSET,
+    STAMP,
+    TIMESTAMP,
+    Geometry,
+    Header,
+)
 
 log = logging.getLogger(__name__)
 
