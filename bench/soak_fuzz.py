@@ -20,12 +20,11 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import garbage  # noqa: E402
-
 from framebus import config  # noqa: E402
 from framebus.discovery import BrokerClient  # noqa: E402
 from framebus.errors import ProtocolError  # noqa: E402
-from framebus.remote import wire  # noqa: E402
+from framebus.protocol import relay as wire  # noqa: E402
+from framebus.testing import hostile as garbage  # noqa: E402
 
 SERVICES = {"broker": (garbage.broker_messages, garbage.BrokerProber),
             "relay": (garbage.relay_messages, garbage.RelayProber)}

@@ -25,12 +25,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import framebus
-from framebus.descriptor import Descriptor
 from framebus.names import topic
+from framebus.protocol.descriptor import Descriptor
 from framebus.testsrc import TestPattern
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import garbage  # noqa: E402  (the fuzz tests' strategies)
+from framebus.testing import hostile as garbage  # noqa: E402  (the fuzz tests' strategies)
 
 SHAPE = (120, 160, 3)
 FPS = 30

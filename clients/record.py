@@ -56,9 +56,9 @@ import click
 import numpy as np
 
 import framebus
-from framebus.discovery import StreamInfo
 from framebus.names import validate_stream_name
 from framebus.options import broker_option
+from framebus.protocol.broker import StreamInfo
 
 log = logging.getLogger("framebus.clients.record")
 

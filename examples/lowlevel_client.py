@@ -19,8 +19,8 @@ import time
 import zmq
 
 import framebus
-from framebus.descriptor import Descriptor
 from framebus.names import topic
+from framebus.protocol.descriptor import Descriptor
 from framebus.shm import RingReader
 
 

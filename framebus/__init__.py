@@ -8,7 +8,7 @@ The public API::
     streams()                                   # what the broker knows
 """
 
-from .discovery import BrokerClient, StreamInfo, streams
+from .discovery import BrokerClient, streams
 from .errors import (
                      AccessDenied,
                      BrokerUnavailable,
@@ -23,6 +23,7 @@ from .errors import (
                      Timeout,
 )
 from .frame import Frame
+from .protocol.broker import StreamInfo
 from .publisher import Publisher
 from .subscriber import Subscriber
 

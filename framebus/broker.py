@@ -25,10 +25,10 @@ import msgpack
 import zmq
 
 from . import config
-from .discovery import MAX_MESSAGE, StreamInfo
 from .errors import FramebusError, InvalidName
 from .leftovers import reclaim_stale, remove_dead_socket
 from .names import validate_stream_name
+from .protocol.broker import MAX_MESSAGE, StreamInfo
 from .remote.keys import bind_servers
 from .shm import reclaim
 from .shm.layout import MAX_NDIM

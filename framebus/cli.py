@@ -18,10 +18,11 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import config, pixfmt
-from .discovery import BrokerClient, StreamInfo, broker_answers
+from .discovery import BrokerClient, broker_answers
 from .errors import BrokerUnavailable, FramebusError, Timeout
 from .meter import Meter
 from .options import broker_option
+from .protocol.broker import StreamInfo
 from .supervisor import die_with_supervisor
 
 log = logging.getLogger("framebus.cli")

@@ -1,4 +1,4 @@
-"""Talking to the broker: the request/reply protocol, StreamInfo and BrokerClient.
+"""Talking to the broker: BrokerClient (the messages and StreamInfo: framebus/protocol/broker.py).
 
 Requests and replies are msgpack maps on a DEALER/ROUTER pair. A request
 carries ``op`` and an ``id`` that the reply echoes; a reply carries ``ok``
@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 
 import msgpack
 import zmq
@@ -26,63 +25,17 @@ from .errors import (
     StreamNotFound,
 )
 from .names import validate_stream_name
+from .protocol.broker import MAX_MESSAGE, StreamInfo
 from .remote.keys import is_local, secure_client
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 64 * 1024
 _ERRORS = {
     "not_found": StreamNotFound,  # lookup of a name the broker does not know
     "unknown": StreamNotFound,  # heartbeat from a producer the broker has forgotten
     "in_use": StreamInUse,
     "bad_request": ProtocolError,
 }
-
-
-@dataclass
-class StreamInfo:
-    """What the broker knows about a stream."""
-
-    name: str
-    host: str
-    pid: int
-    segment: str
-    endpoint: str
-    token: bytes
-    generation: int
-    shape: tuple[int, ...]
-    dtype: str
-    fmt: str
-    slots: int
-    alive: bool = True
-    #: Producer figures from its last heartbeat.
-    frames: int = 0
-    fps: float = 0.0
-    #: Seconds since the producer's last frame, or None before the first.
-    age: float | None = None
-    #: Subscribers connected to the producer's descriptors.
-    subscribers: int = 0
-    #: The producer's own figures, e.g. a decoder's decode_fps, dropped, decode_errors,
-    #: reconnects.
-    figures: dict = field(default_factory=dict)
-    #: The relay serving the stream's host to other hosts, if one runs there.
-    relay: str | None = None
-
-    def to_wire(self) -> dict:
-        d = asdict(self)
-        d["shape"] = list(self.shape)
-        return d
-
-    @classmethod
-    def from_wire(cls, d: object) -> StreamInfo:
-        if not isinstance(d, dict):
-            raise ProtocolError("stream info is not a map")
-        try:
-            info = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-        except TypeError as exc:
-            raise ProtocolError(f"incomplete stream info: {exc}") from None
-        info.shape = tuple(info.shape)
-        return info
 
 
 class BrokerClient:

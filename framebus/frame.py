@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import pixfmt
-from .descriptor import Descriptor
+from .protocol.descriptor import Descriptor
 from .shm import RingReader
 
 

@@ -19,10 +19,10 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import config, pixfmt
-from .descriptor import Descriptor
 from .discovery import BrokerClient
 from .errors import BrokerUnavailable, FramebusError, StreamInUse, StreamNotFound
 from .names import topic, validate_stream_name
+from .protocol.descriptor import Descriptor
 from .shm import Geometry, RingWriter
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,12 @@ from collections.abc import Iterator
 import zmq
 
 from . import config
-from .descriptor import Descriptor
 from .discovery import BrokerClient, StreamInfo
 from .errors import BrokerUnavailable, ProtocolError, RingError, StreamNotFound, Timeout
 from .frame import Frame
 from .names import topic, validate_stream_name
-from .remote import wire
+from .protocol import relay as wire
+from .protocol.descriptor import Descriptor
 from .shm import RingReader
 from .shm.segment import pid_alive
 

@@ -7,7 +7,7 @@ import msgpack
 import pytest
 
 from framebus import ProtocolError
-from framebus.descriptor import Descriptor
+from framebus.protocol.descriptor import Descriptor
 
 GOOD = Descriptor("cam1", 2, b"t" * 16, 41, 1, 1234, Fraction(1, 90000), 1_700_000_000_000_000_000,
                   (1080, 1920, 3), "|u1", "bgr24")

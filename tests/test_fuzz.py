@@ -1,5 +1,5 @@
-"""Hostile input, fuzzed (tests/garbage.py), against real service processes: every message
-to the broker or the relay is refused with a reason that is also logged, answered, or cut
+"""Hostile input, fuzzed (framebus/testing/hostile.py), against real service processes: every
+message to the broker or the relay is refused with a reason that is also logged, answered, or cut
 by ZeroMQ for its size, never left unanswered; neither service stops, stalls or grows
 without bound; a real stream keeps flowing, intact, meanwhile. And descriptors that lie,
 on a real producer's own socket, never make a Subscriber return a wrong frame."""
@@ -11,22 +11,22 @@ import threading
 import time
 from pathlib import Path
 
-import garbage
 import msgpack
 import pytest
 import zmq
 from conftest import free_port, wait_until
-from garbage import ANSWERED, CUT, FINE, REFUSED, BrokerProber, RelayProber
 from hypothesis import HealthCheck, example, given, settings
 
 import framebus
 from framebus import BrokerClient, config
 from framebus.broker import MAX_RELAYS, MAX_STREAMS
-from framebus.descriptor import Descriptor
 from framebus.names import topic
-from framebus.remote import wire
+from framebus.protocol import relay as wire
+from framebus.protocol.descriptor import Descriptor
 from framebus.remote.relay import MAX_FEEDS
 from framebus.shm import Geometry, RingWriter
+from framebus.testing import hostile
+from framebus.testing.hostile import ANSWERED, CUT, FINE, REFUSED, BrokerProber, RelayProber
 from framebus.testsrc import TestPattern
 
 #: A few hundred messages per service: each is one round trip, and the generation is the
@@ -151,7 +151,7 @@ def test_the_broker_refuses_garbage_with_a_logged_reason_and_keeps_serving(
     with Watch(stream_name, "shm") as watch, BrokerProber(broker_address) as prober:
 
         @FUZZ
-        @given(garbage.broker_messages())
+        @given(hostile.broker_messages())
         # Found before: an op no dict can hold; a pid the kernel cannot be asked about, which
         # the broker did ask about once the fake producer was marked dead.
         @example([b"", msgpack.packb({"op": ["register"], "id": 1})])
@@ -164,7 +164,7 @@ def test_the_broker_refuses_garbage_with_a_logged_reason_and_keeps_serving(
             outcome = prober.probe(message)
             assert outcome in FINE, (outcome, [part[:64] for part in message])
             # ZeroMQ cuts a connection for an oversized part, and for nothing else.
-            assert (outcome == CUT) == garbage.oversized(message, prober.limit), outcome
+            assert (outcome == CUT) == hostile.oversized(message, prober.limit), outcome
             if outcome == REFUSED:
                 assert prober.reply["code"] in BROKER_CODES, prober.reply
                 refusals.append(prober.reply["error"])
@@ -265,11 +265,11 @@ def test_the_relay_refuses_garbage_with_a_logged_reason_and_keeps_serving(
         threads = threads_of(relay_proc.pid)
 
         @FUZZ
-        @given(garbage.relay_messages((stream_name,)))
+        @given(hostile.relay_messages((stream_name,)))
         def fuzz(message: list[bytes]) -> None:
             outcome = prober.probe(message)
             assert outcome in FINE, (outcome, [part[:64] for part in message])
-            assert (outcome == CUT) == garbage.oversized(message, prober.limit), outcome
+            assert (outcome == CUT) == hostile.oversized(message, prober.limit), outcome
             if outcome == REFUSED:
                 assert prober.reply["code"] in RELAY_CODES, prober.reply
                 refusals.append(prober.reply["error"])
@@ -419,7 +419,7 @@ class LyingSocket:
     descriptor goes out), so that only the field a lie changes can give it away; and a
     replay of one of the last true descriptors, whose frame the ring may still hold."""
 
-    def __init__(self, socket: zmq.Socket, facts: garbage.RingFacts) -> None:
+    def __init__(self, socket: zmq.Socket, facts: hostile.RingFacts) -> None:
         self.socket, self.facts = socket, facts
         self.lying = False
         self.lies: list[bytes] = []
@@ -428,7 +428,7 @@ class LyingSocket:
     def send(self, message: bytes) -> None:
         if self.lying:
             d = Descriptor.unpack(message[len(topic(self.facts.stream)):])
-            lies = garbage.draw(garbage.lying_descriptors(self.facts.at(d.seq, d.pts,
+            lies = hostile.draw(hostile.lying_descriptors(self.facts.at(d.seq, d.pts,
                                                                         d.timestamp_ns)),
                                 LIES, SEED + d.seq)
             lies.append(self._sent[-1 - d.seq % min(3, len(self._sent))])
@@ -453,7 +453,7 @@ def test_lying_descriptors_never_make_a_subscriber_return_a_wrong_frame(broker, 
     pattern = TestPattern(shape)
     with framebus.Publisher(stream_name, shape=shape, fmt="bgr24", slots=8) as pub, \
             framebus.Subscriber(stream_name, mode=mode) as sub:
-        liar = pub._socket = LyingSocket(pub._socket, garbage.RingFacts.of(pub))
+        liar = pub._socket = LyingSocket(pub._socket, hostile.RingFacts.of(pub))
 
         def publish() -> None:
             pub.publish(pattern.frame(pub.seq), pts=pub.seq, timestamp_ns=T0 + pub.seq)
@@ -494,10 +494,10 @@ def test_lying_descriptors_never_make_a_subscriber_return_a_wrong_frame(broker, 
 
 
 def test_draw_gives_the_same_examples_for_the_same_seed():
-    strategy = garbage.broker_messages()
-    assert garbage.draw(strategy, 50, SEED) == garbage.draw(strategy, 50, SEED)
-    assert garbage.draw(strategy, 50, SEED) != garbage.draw(strategy, 50, SEED + 1)
-    assert len(garbage.draw(garbage.relay_messages(), 50, SEED)) == 50
+    strategy = hostile.broker_messages()
+    assert hostile.draw(strategy, 50, SEED) == hostile.draw(strategy, 50, SEED)
+    assert hostile.draw(strategy, 50, SEED) != hostile.draw(strategy, 50, SEED + 1)
+    assert len(hostile.draw(hostile.relay_messages(), 50, SEED)) == 50
 
 
 def _recv(sub, timeout: float):

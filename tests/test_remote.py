@@ -11,7 +11,7 @@ import zmq
 from conftest import free_port, result_of, wait_until
 
 import framebus
-from framebus.remote import wire
+from framebus.protocol import relay as wire
 from framebus.testsrc import TestPattern
 
 
@@ -179,10 +179,10 @@ def test_the_relay_never_sends_a_subscriber_the_same_frame_twice(procs, relay, s
     try:
         dealer.send(wire.Want(stream_name).pack())
         assert dealer.poll(10_000), "no frame for the first credit"
-        first = framebus.descriptor.Descriptor.unpack(dealer.recv_multipart()[1])
+        first = framebus.protocol.descriptor.Descriptor.unpack(dealer.recv_multipart()[1])
         dealer.send(wire.Want(stream_name).pack())  # sent, say, before that frame arrived
         assert dealer.poll(5_000), "no frame for the second credit"
-        second = framebus.descriptor.Descriptor.unpack(dealer.recv_multipart()[1])
+        second = framebus.protocol.descriptor.Descriptor.unpack(dealer.recv_multipart()[1])
         assert (second.token, second.seq) != (first.token, first.seq)
         assert second.seq > first.seq
     finally:

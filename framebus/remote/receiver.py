@@ -20,11 +20,11 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ..descriptor import Descriptor
-from ..discovery import StreamInfo
 from ..errors import AccessDenied, ProtocolError
 from ..frame import Frame
-from . import wire
+from ..protocol import relay as wire
+from ..protocol.broker import StreamInfo
+from ..protocol.descriptor import Descriptor
 from .keys import secure_client
 
 if TYPE_CHECKING:

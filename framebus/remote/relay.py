@@ -25,11 +25,11 @@ import numpy as np
 import zmq
 
 from .. import config, pixfmt
-from ..descriptor import Descriptor
 from ..discovery import BrokerClient
 from ..errors import FramebusError, FrameOverwritten, ProtocolError, Timeout
 from ..frame import Frame
-from . import wire
+from ..protocol import relay as wire
+from ..protocol.descriptor import Descriptor
 from .keys import bind_servers, is_local
 
 log = logging.getLogger(__name__)

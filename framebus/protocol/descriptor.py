@@ -14,9 +14,9 @@ from fractions import Fraction
 
 import msgpack
 
-from .errors import ProtocolError
-from .names import is_valid_stream_name
-from .shm.layout import MAX_NDIM
+from ..errors import ProtocolError
+from ..names import is_valid_stream_name
+from ..shm.layout import MAX_NDIM
 
 VERSION = 1
 MAX_SIZE = 1024

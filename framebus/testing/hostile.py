@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 from zmq.utils.monitor import recv_monitor_message
 
 from framebus import config
-from framebus.discovery import MAX_MESSAGE as BROKER_LIMIT
 from framebus.names import MAX_NAME_LENGTH, is_valid_stream_name, topic
-from framebus.remote import wire
+from framebus.protocol import relay as wire
+from framebus.protocol.broker import MAX_MESSAGE as BROKER_LIMIT
 from framebus.remote.relay import MAX_MESSAGE as RELAY_LIMIT
 
 REFUSED, ANSWERED, CUT, SILENT, GARBLED = "refused", "answered", "cut", "silent", "garbled"

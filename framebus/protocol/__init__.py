@@ -1,0 +1,5 @@
+"""Every message framebus sends on a wire, each declared once (documented in docs/protocol.md).
+
+``descriptor`` the frame descriptor, ``broker`` the broker's requests and replies with
+StreamInfo, ``relay`` the messages between a relay and its remote subscribers.
+"""
