@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framebus.remote import keys as curve
+from framebus import keys as curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import media  # noqa: E402  (the test suite's helpers: encoded video, hosts, an RTSP camera)

@@ -29,7 +29,7 @@ from .errors import FramebusError, InvalidName
 from .leftovers import reclaim_stale, remove_dead_socket
 from .names import validate_stream_name
 from .protocol.broker import MAX_MESSAGE, StreamInfo
-from .remote.keys import bind_servers
+from .keys import bind_servers
 from .shm import reclaim
 from .shm.layout import MAX_NDIM
 from .shm.segment import pid_alive

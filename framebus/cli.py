@@ -134,7 +134,7 @@ def keygen(name: str, directory: str) -> None:
     --curve-keys DIR and admits the client keys in DIR/authorized/. A client sets
     $FRAMEBUS_KEYS to a directory holding client.key_secret and the server's server.key.
     """
-    from .remote.keys import generate
+    from .keys import generate
 
     try:
         public, secret = generate(name, directory)

@@ -26,7 +26,7 @@ from .errors import (
 )
 from .names import validate_stream_name
 from .protocol.broker import MAX_MESSAGE, StreamInfo
-from .remote.keys import is_local, secure_client
+from .keys import is_local, secure_client
 
 log = logging.getLogger(__name__)
 

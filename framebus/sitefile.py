@@ -49,7 +49,7 @@ else:  # pragma: no cover
 from . import config, pixfmt
 from .errors import FramebusError, InvalidName
 from .names import validate_stream_name
-from .remote.keys import KeyFileError, ServerKeys, is_local
+from .keys import KeyFileError, ServerKeys, is_local
 
 #: The relay's own default endpoint (framebus/remote/relay.py DEFAULT_BIND), when [relay]
 #: has no bind: spelled out here so that the site file is read without loading the relay.

@@ -15,7 +15,7 @@ from conftest import broker_answers, free_port, leftover_segments, wait_until
 
 import framebus
 from framebus import sitefile
-from framebus.remote.keys import generate
+from framebus.keys import generate
 from framebus.shm.segment import pid_alive
 from framebus.testsrc import TestPattern
 

@@ -25,7 +25,7 @@ from ..frame import Frame
 from ..protocol import relay as wire
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
-from .keys import secure_client
+from ..keys import secure_client
 
 if TYPE_CHECKING:
     from ..subscriber import Subscriber

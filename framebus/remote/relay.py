@@ -9,7 +9,7 @@ anyone else. Payloads are made at most once per frame and setting (raw, or JPEG
 at a quality) however many subscribers share it.
 
 Endpoints on loopback are served as they are; endpoints beyond loopback only with
-CurveZMQ and an allowlist of client keys (framebus/remote/keys.py).
+CurveZMQ and an allowlist of client keys (framebus/keys.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..errors import FramebusError, FrameOverwritten, ProtocolError, Timeout
 from ..frame import Frame
 from ..protocol import relay as wire
 from ..protocol.descriptor import Descriptor
-from .keys import bind_servers, is_local
+from ..keys import bind_servers, is_local
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from ..errors import FramebusError
+from .errors import FramebusError
 
 log = logging.getLogger(__name__)
 
