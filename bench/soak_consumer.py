@@ -45,7 +45,7 @@ import framebus
 from framebus.testsrc import TestPattern
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import media  # noqa: E402  (the test suite's encoded video, with the frame index drawn in)
+from framebus.testing import media  # noqa: E402  (the test clips)
 
 #: How far (mean absolute levels) a row of a bars band may be from the band's median row.
 BARS_TOLERANCE = 3.0

@@ -26,7 +26,7 @@ from pathlib import Path
 from framebus import keys as curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import media  # noqa: E402  (the test suite's helpers: encoded video, hosts, an RTSP camera)
+from framebus.testing import media  # noqa: E402  (the test clips)
 from netns import PYTHON, Host, TwoHosts  # noqa: E402
 from rtsp import RtspServer  # noqa: E402
 

@@ -6,12 +6,12 @@ import time
 from fractions import Fraction
 
 import cv2
-import media
 import numpy as np
 import pytest
 from conftest import leftover_segments, wait_until
 
 import framebus
+from framebus.testing import media
 
 
 def decode(procs, source, name, *args):

@@ -34,7 +34,7 @@ def read_for(procs, stream: str, seconds: float, *args: str) -> dict:
 
 @pytest.fixture
 def clip(tmp_path):
-    import media
+    from framebus.testing import media
 
     return media.encode(tmp_path / "clip.mp4", 50, 160, 120, 25)
 

@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import media
 import pytest
 from conftest import broker_answers, free_port, leftover_segments, wait_until
 
@@ -17,6 +16,7 @@ import framebus
 from framebus import sitefile
 from framebus.keys import generate
 from framebus.shm.segment import pid_alive
+from framebus.testing import media
 from framebus.testsrc import TestPattern
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "framebus.toml"
