@@ -19,9 +19,7 @@ import time
 import zmq
 
 import framebus
-from framebus.names import topic
-from framebus.protocol.descriptor import Descriptor
-from framebus.shm import RingReader
+from framebus.lowlevel import BrokerClient, Descriptor, RingReader, topic
 
 
 def main() -> None:
@@ -35,7 +33,7 @@ def main() -> None:
     #    "name": ...}] to the broker ($FRAMEBUS_BROKER) and gets back {"ok": true,
     #    "id": 1, "stream": {...}}: where descriptors are published (endpoint), the
     #    ring's shared-memory name (segment) and its 16-byte token.
-    broker = framebus.BrokerClient()
+    broker = BrokerClient()
     info = broker.lookup(args.stream)  # StreamNotFound if no producer registered it
     print(f"{info.name}: descriptors on {info.endpoint}, ring {info.segment}, "
           f"{info.shape} {info.fmt}")

@@ -15,9 +15,13 @@ from .errors import (
                      FramebusError,
                      FrameOverwritten,
                      InvalidName,
+                     KeyFileError,
                      ProtocolError,
                      RingError,
                      ShmFull,
+                     SiteError,
+                     SourceError,
+                     SpecError,
                      StreamInUse,
                      StreamNotFound,
                      Timeout,
@@ -32,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied", "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten",
     "FramebusError",
-    "InvalidName", "ProtocolError", "Publisher", "RingError", "ShmFull", "StreamInUse",
+    "InvalidName", "KeyFileError", "ProtocolError", "Publisher", "RingError", "ShmFull", "SiteError",
+    "SourceError", "SpecError", "StreamInUse",
     "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "streams",
 ]

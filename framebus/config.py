@@ -48,9 +48,19 @@ def runtime_dir() -> Path:
     return path
 
 
+def socket_file(stream: str) -> Path:
+    """The ipc socket file on which a local producer publishes the descriptors of *stream*."""
+    return runtime_dir() / f"{stream}.sock"
+
+
 def descriptor_endpoint(stream: str) -> str:
     """Where a local producer publishes the descriptors of *stream*."""
-    return f"ipc://{runtime_dir() / stream}.sock"
+    return f"ipc://{socket_file(stream)}"
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    """The socket file of an ``ipc://`` endpoint; None for any other transport."""
+    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
 
 
 def host_id() -> str:

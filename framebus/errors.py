@@ -57,3 +57,26 @@ class ShmFull(FramebusError, OSError):
 
 class AccessDenied(FramebusError, PermissionError):
     """A broker or relay beyond loopback refused this client's CurveZMQ key."""
+
+
+class SourceError(FramebusError):
+    """A video source that cannot be opened or read; the message is one line for people."""
+
+
+class SpecError(FramebusError, ValueError):
+    """A decode spec (a stream's options) that framebus does not accept.
+
+    ``key`` names the option at fault, or is None when the spec as a whole is.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class SiteError(FramebusError, ValueError):
+    """A site file that cannot be read or says something framebus does not accept."""
+
+
+class KeyFileError(FramebusError):
+    """CurveZMQ keys that are missing, unreadable, malformed or too open."""

@@ -24,33 +24,66 @@ class Frame:
     it stays valid for as long as it is kept.
     """
 
-    __slots__ = ("stream", "seq", "generation", "token", "slot", "pts", "time_base",
-                 "timestamp_ns", "fmt", "skipped", "_ring", "_pixels")
+    __slots__ = ("desc", "skipped", "_ring", "_pixels")
 
     def __init__(self, desc: Descriptor, skipped: int = 0, *, ring: RingReader | None = None,
                  pixels: np.ndarray | None = None) -> None:
         if (ring is None) == (pixels is None):
             raise TypeError("a Frame lies in a ring slot or in its own pixels: give one")
-        self._ring = ring
-        self._pixels = pixels
-        self.stream = desc.stream
-        self.seq = desc.seq
-        self.generation = desc.generation
-        #: The ring's random token: a new one means a restarted producer or a new generation.
-        self.token = desc.token
-        self.slot = desc.slot
-        self.pts = desc.pts
-        self.time_base: Fraction | None = desc.time_base
-        self.timestamp_ns = desc.timestamp_ns
-        self.fmt = desc.fmt
+        #: The producer's descriptor of the frame, as the ring or the relay confirmed it.
+        self.desc = desc
         #: Frames of this stream published since the previous one this
         #: subscriber returned, and not returned.
         self.skipped = skipped
+        self._ring = ring
+        self._pixels = pixels
+
+    # What the descriptor says, read through: the frame keeps it rather than copies of it.
+
+    @property
+    def stream(self) -> str:
+        return self.desc.stream
+
+    @property
+    def seq(self) -> int:
+        return self.desc.seq
+
+    @property
+    def generation(self) -> int:
+        return self.desc.generation
+
+    @property
+    def token(self) -> bytes:
+        """The ring's random token: a new one means a restarted producer or a new generation."""
+        return self.desc.token
+
+    @property
+    def slot(self) -> int:
+        return self.desc.slot
+
+    @property
+    def pts(self) -> int | None:
+        return self.desc.pts
+
+    @property
+    def time_base(self) -> Fraction | None:
+        return self.desc.time_base
+
+    @property
+    def timestamp_ns(self) -> int:
+        return self.desc.timestamp_ns
+
+    @property
+    def fmt(self) -> str:
+        return self.desc.fmt
 
     @property
     def array(self) -> np.ndarray:
         """The pixels, read-only: in shared memory, or the frame's own."""
-        return self._pixels if self._ring is None else self._ring.view(self.slot)
+        if self._ring is None:
+            assert self._pixels is not None
+            return self._pixels
+        return self._ring.view(self.desc.slot)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -91,8 +124,8 @@ class Frame:
         """
         if self._ring is None:
             if out is None:
-                return self._pixels.copy()
-            np.copyto(out, self._pixels)
+                return self.array.copy()
+            np.copyto(out, self.array)
             return out
         return self._ring.copy(self.slot, self.seq, out)
 

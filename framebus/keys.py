@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +27,12 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from .errors import FramebusError
+from .errors import FramebusError, KeyFileError
+from .support.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 KEYS_ENV = "FRAMEBUS_KEYS"
-
-
-class KeyFileError(FramebusError):
-    """Keys that are missing, unreadable, malformed or too open."""
 
 
 def generate(name: str, directory: str | Path) -> tuple[Path, Path]:
@@ -127,7 +123,7 @@ class ServerKeys:
             raise KeyFileError(f"no directory {self.authorized} of client public keys "
                                "(copy each allowed client's NAME.key there)")
         self._allowed: set[bytes] = set()
-        self._refused: dict[bytes, float] = {}
+        self._refusals = Throttle(log, self.LOG_REFUSAL_EVERY)
         self._auth: ThreadAuthenticator | None = None
 
     def start(self, context: zmq.Context) -> None:
@@ -140,7 +136,7 @@ class ServerKeys:
     def reload(self) -> None:
         """Re-read the authorized keys (after one was added or removed)."""
         self._allowed = set(zmq.auth.load_certificates(str(self.authorized)))
-        self._refused.clear()
+        self._refusals.forget()
         log.info("CurveZMQ: %d authorized client key(s) in %s", len(self._allowed),
                  self.authorized)
 
@@ -148,11 +144,8 @@ class ServerKeys:
         """The authenticator asks, for every connection: is this client's key allowed?"""
         if client_key in self._allowed:
             return True
-        now = time.monotonic()
-        if now - self._refused.get(client_key, -self.LOG_REFUSAL_EVERY) >= self.LOG_REFUSAL_EVERY:
-            self._refused[client_key] = now
-            log.warning("refused a client whose key %s is not in %s", client_key.decode(),
-                        self.authorized)
+        self._refusals.warning("refused a client whose key %s is not in %s",
+                               client_key.decode(), self.authorized, key=client_key)
         return False
 
     def apply(self, socket: zmq.Socket) -> None:

@@ -63,7 +63,7 @@ def reclaim_stale() -> list[str]:
 
 def remove_dead_socket(stream: str) -> bool:
     """Unlink the socket file of *stream* if nobody listens on it; whether it did."""
-    path = Path(config.descriptor_endpoint(stream)[len("ipc://"):])
+    path = config.socket_file(stream)
     return path.exists() and not _listening(path) and _unlink_socket(stream)
 
 
@@ -98,7 +98,7 @@ def _listening(path: Path) -> bool:
 
 
 def _unlink_socket(stream: str) -> bool:
-    path = Path(config.descriptor_endpoint(stream)[len("ipc://"):])
+    path = config.socket_file(stream)
     try:
         path.unlink()
     except FileNotFoundError:

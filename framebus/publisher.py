@@ -9,7 +9,6 @@ the broker being away never blocks the frame path.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -20,10 +19,11 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import config, pixfmt
 from .discovery import BrokerClient
-from .errors import BrokerUnavailable, FramebusError, StreamInUse, StreamNotFound
+from .errors import BrokerUnavailable, FramebusError, StreamNotFound
 from .names import topic, validate_stream_name
 from .protocol.descriptor import Descriptor
 from .shm import Geometry, RingWriter
+from .support.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ class Publisher:
 
     def __init__(self, name: str, shape: tuple[int, ...], dtype: str | np.dtype = "uint8",
                  fmt: str | None = None, slots: int = 8, *, broker: str | None = None,
-                 time_base: Fraction | None = None, endpoint: str | None = None) -> None:
+                 time_base: Fraction | None = None, endpoint: str | None = None,
+                 context: zmq.Context | None = None) -> None:
+        self._closed = True  # until the constructor is through: __del__ has nothing to undo
         self.name = validate_stream_name(name)
         self.time_base = time_base
         self._segment = config.segment_name(name)
@@ -69,6 +71,13 @@ class Publisher:
         #: Extra figures the heartbeat carries to the broker (a decoder's counters, say).
         self.figures: dict[str, int | float] = {}
         self._stats = _Figures()
+        #: pyzmq's own rule: a context given is the caller's to end, one made here is ours.
+        self._own_context = context is None
+        self._context = zmq.Context() if context is None else context
+        self._socket: zmq.Socket | None = None
+        self._socket_file: Path | None = None  # the ipc socket file, once bound
+        self._connections: _Connections | None = None
+        self._registration: _Registration | None = None
         try:
             self._open_transport(endpoint, broker)
         except BaseException:
@@ -81,16 +90,15 @@ class Publisher:
     def _open_transport(self, endpoint: str | None, broker: str | None) -> None:
         """The descriptor socket, then the broker registration and its heartbeat thread."""
         self._topic = topic(self.name)
-        self._context = zmq.Context()
         self._socket = self._context.socket(zmq.PUB)
         self._socket.linger = 0
         self._socket.sndhwm = 1000
         self.endpoint = endpoint or config.descriptor_endpoint(self.name)
-        self._socket_file = _ipc_path(self.endpoint)
         try:
             self._socket.bind(self.endpoint)
         except zmq.ZMQError as exc:
             raise FramebusError(f"cannot publish descriptors on {self.endpoint}: {exc}") from None
+        self._socket_file = config.ipc_path(self.endpoint)  # ours to remove, now that it is bound
         self._connections = _Connections(self._socket)
         self._registration = _Registration(self, BrokerClient(broker, context=self._context,
                                                               timeout=0.5))
@@ -117,10 +125,11 @@ class Publisher:
     def _commit(self, pts: int | None, timestamp_ns: int | None) -> None:
         seq, ring = self.seq, self._ring
         stamp = time.time_ns() if timestamp_ns is None else timestamp_ns
-        slot = ring.commit(seq, pts if pts is not None else 0, stamp)
+        slot = ring.commit(seq, pts, stamp)
         g = ring.geometry
-        desc = Descriptor(self.name, ring.generation, ring.token, seq, slot, pts,
-                          self.time_base, stamp, g.shape, g.dtype.str, g.fmt)
+        desc = Descriptor(stream=self.name, generation=ring.generation, token=ring.token,
+                          seq=seq, slot=slot, pts=pts, time_base=self.time_base,
+                          timestamp_ns=stamp, shape=g.shape, dtype=g.dtype.str, fmt=g.fmt)
         self._socket.send(self._topic + desc.pack())
         self.seq = seq + 1
         self._stats.count()
@@ -161,23 +170,25 @@ class Publisher:
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        self._registration.stop()
         self._close_transport()
 
     @property
     def subscribers(self) -> int:
         """Subscribers connected to the descriptors, as of the last heartbeat."""
-        return self._connections.count
+        return 0 if self._connections is None else self._connections.count
 
     def _close_transport(self) -> None:
         """Close what is open, whatever got opened: also undoes a constructor cut short."""
-        if hasattr(self, "_connections"):
+        if self._registration is not None:
+            self._registration.stop()  # unregisters, and closes the broker client
+        if self._connections is not None:
             self._connections.close()
-        if hasattr(self, "_socket"):
+        if self._socket is not None:
             self._socket.close(linger=0)
-            self._context.destroy(linger=0)  # and the broker client's socket, if still open
-        if getattr(self, "_socket_file", None) and hasattr(self, "_connections"):
-            self._socket_file.unlink(missing_ok=True)  # ours only once we had bound it
+        if self._socket_file is not None:
+            self._socket_file.unlink(missing_ok=True)
+        if self._own_context:
+            self._context.destroy(linger=0)
         self._ring.close(unlink=True)
 
     def __enter__(self) -> Publisher:
@@ -257,84 +268,56 @@ class _Connections:
         self._monitor.close(linger=0)
 
 
-class _Registration(threading.Thread):
-    """Keeps the broker told: registers, heartbeats, re-registers after its restarts."""
+class _Registration(Heartbeat):
+    """Keeps the broker told of the stream: registers, heartbeats with the figures, registers
+    again after the broker restarts or the ring changes, and unregisters at the end."""
 
     def __init__(self, pub: Publisher, client: BrokerClient) -> None:
-        super().__init__(name=f"framebus-heartbeat-{pub.name}", daemon=True)
+        super().__init__(client, pub.name)
         self._pub = pub
-        self._client = client
-        self._stopping = threading.Event()
         self._registered = False
-        self._reachable = True
 
     def first_attempt(self) -> None:
         """Register now, so a name clash fails the constructor; a missing broker does not."""
         try:
             self._register()
         except BrokerUnavailable:
-            self._reachable = False
+            self.reachable = False
             log.warning("%s: broker %s not reachable; publishing anyway and retrying",
-                        self._pub.name, self._client.address)
+                        self.who, self.client.address)
 
     def changed(self) -> None:
+        """The ring was replaced: register it at the next beat."""
         self._registered = False
+        self.wake()
 
-    def run(self) -> None:
-        while not self._stopping.wait(config.HEARTBEAT_INTERVAL):
-            try:
-                self._beat()
-            except BrokerUnavailable:
-                if self._reachable:
-                    log.warning("%s: broker %s stopped answering; retrying", self._pub.name,
-                                self._client.address)
-                self._reachable = False
-            except StreamInUse as exc:
-                log.error("%s: broker refuses this producer: %s", self._pub.name, exc)
-            except FramebusError as exc:
-                log.error("%s: broker error: %s", self._pub.name, exc)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self.is_alive():
-            self.join()
-        if self._registered:
-            try:
-                self._client.request("unregister", timeout=0.2, name=self._pub.name,
-                                     token=self._pub._ring.token)
-            except FramebusError:
-                pass
-        self._client.close()
-
-    def _beat(self) -> None:
+    def beat(self) -> None:
         if not self._registered:
             self._register()
             return
+        pub = self._pub
         try:
-            pub = self._pub
-            self._client.request("heartbeat", name=pub.name, token=pub._ring.token,
-                                 subscribers=pub._connections.update(), figures=dict(pub.figures),
-                                 **pub._stats.sample())
+            self.client.request("heartbeat", name=pub.name, token=pub._ring.token,
+                                subscribers=pub._connections.update(),
+                                figures=dict(pub.figures), **pub._stats.sample())
         except StreamNotFound:
-            log.info("%s: broker forgot this stream (restarted?); registering again", self._pub.name)
+            log.info("%s: broker forgot this stream (restarted?); registering again", pub.name)
             self._register()
-        if not self._reachable:
-            log.info("%s: broker reachable again", self._pub.name)
-            self._reachable = True
+
+    def finish(self) -> None:
+        if self._registered:
+            try:
+                self.client.request("unregister", timeout=0.2, name=self._pub.name,
+                                    token=self._pub._ring.token)
+            except FramebusError:
+                pass
 
     def _register(self) -> None:
         pub, ring = self._pub, self._pub._ring
         g = ring.geometry
-        self._client.request(
+        self.client.request(
             "register", name=pub.name, host=config.host_id(), pid=ring.header.writer_pid,
             segment=ring.name, endpoint=pub.endpoint, token=ring.token,
             generation=ring.generation, shape=list(g.shape), dtype=g.dtype.str, fmt=g.fmt,
             slots=ring.slot_count)
         self._registered = True
-        if not self._reachable:
-            log.info("%s: registered with broker %s", pub.name, self._client.address)
-            self._reachable = True
-
-
-def _ipc_path(endpoint: str) -> Path | None:
-    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None

@@ -5,8 +5,9 @@ A Subscriber asks the broker where the stream is and takes one of two paths to i
 - **shared memory** (``transport="shm"``), when the producer runs on this host:
   descriptors over ZeroMQ, pixels mapped read-only from the ring, zero copies;
 - **the network** (``transport="tcp"``), through the relay of the producer's
-  host: each frame's pixels arrive in a message of their own
-  (framebus/remote/receiver.py).
+  host: each frame's pixels arrive in a message of their own.
+
+Each path is a module of framebus/paths/ behind one interface (paths/base.py).
 
 ``transport="auto"`` (the default) takes shared memory when the stream's ring can
 be mapped here and is the one the broker describes (the ring's random token must
@@ -22,7 +23,6 @@ the ring; any gap is reported in ``Frame.skipped`` and ``dropped``.
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Iterator
@@ -30,25 +30,25 @@ from collections.abc import Iterator
 import zmq
 
 from . import config
-from .discovery import BrokerClient, StreamInfo
-from .errors import BrokerUnavailable, ProtocolError, RingError, StreamNotFound, Timeout
+from .discovery import BrokerClient
+from .errors import BrokerUnavailable, StreamNotFound, Timeout
 from .frame import Frame
-from .names import topic, validate_stream_name
+from .names import validate_stream_name
+from .paths import Counts, Path, PathContext, Request
+from .paths.base import Codec, Mode, PathKind, Transport
+from .paths.shm import ShmPath, ring_may_be_here
+from .paths.tcp import RemotePath
 from .protocol import relay as wire
-from .protocol.descriptor import Descriptor
-from .shm import RingReader
-from .shm.segment import pid_alive
+from .protocol.broker import StreamInfo
 
 log = logging.getLogger(__name__)
 
-MODES = ("latest", "all")
-TRANSPORTS = ("auto", "shm", "tcp")
+MODES: tuple[Mode, ...] = ("latest", "all")
+TRANSPORTS: tuple[Transport, ...] = ("auto", "shm", "tcp")
 #: Ask the broker again when the stream has been silent this long (seconds).
 RESOLVE_WHEN_SILENT = 1.0
 #: Ask this often while no producer is known (seconds).
 RESOLVE_UNCONNECTED = 0.1
-#: Rejected messages are logged at most once in this many seconds (the rest are counted).
-REJECTIONS_LOGGED = 10.0
 _POLL_SLICE = 0.25
 
 
@@ -60,9 +60,9 @@ class Subscriber:
     ...     frame.array          # read-only numpy view into shared memory
     """
 
-    def __init__(self, name: str, *, broker: str | None = None, mode: str = "latest",
-                 queue: int = 1000, transport: str = "auto", codec: str = "raw",
-                 quality: int = 90) -> None:
+    def __init__(self, name: str, *, broker: str | None = None, mode: Mode = "latest",
+                 queue: int = 1000, transport: Transport = "auto", codec: Codec = "raw",
+                 quality: int = 90, context: zmq.Context | None = None) -> None:
         self.name = validate_stream_name(name)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -78,14 +78,19 @@ class Subscriber:
         self.mode = mode
         self.transport = transport
         self.queue = queue
-        self.want = wire.Want(name, codec, quality)
-        self._context = zmq.Context()
-        self._broker = BrokerClient(broker, context=self._context, timeout=0.5)
-        self.info: StreamInfo | None = None
-        self._path: ShmPath | None = None
+        #: pyzmq's own rule: a context given is the caller's to end, one made here is ours.
+        self._own_context = context is None
+        self._context = zmq.Context() if context is None else context
         self._counts = Counts(name)
+        self._ctx = PathContext(self._context, Request(name, mode, queue, codec, quality),
+                                self._counts, self._on_new_ring)
+        self._broker = BrokerClient(broker, context=self._context, timeout=0.5)
+        #: What the broker last said of the stream.
+        self.info: StreamInfo | None = None
+        self._path: Path | None = None
         self._last_message = time.monotonic()
         self._next_resolve = 0.0
+        self._resolve_now = False  # a path saw a new ring: ask the broker before waiting
         self._unreachable: str | None = None  # why no path reaches the stream, if none does
         self._said_all = False
         self._closed = False
@@ -109,7 +114,7 @@ class Subscriber:
         return self._counts.rejected
 
     @property
-    def path(self) -> str | None:
+    def path(self) -> PathKind | None:
         """How frames reach this subscriber now: "shm", "tcp", or None before it knows."""
         return None if self._path is None else self._path.kind
 
@@ -132,7 +137,7 @@ class Subscriber:
             if self._path is not None:
                 self._last_message = max(self._last_message, self._path.last_message)
             waiting = self._path is None or now - self._last_message > RESOLVE_WHEN_SILENT
-            if now >= self._next_resolve and waiting:
+            if self._resolve_now or (now >= self._next_resolve and waiting):
                 self._resolve(None if deadline is None else max(0.05, deadline - now))
                 now = time.monotonic()
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
@@ -155,6 +160,7 @@ class Subscriber:
 
     def _resolve(self, timeout: float | None = None) -> None:
         """Ask the broker where the stream is; take or keep the path to it."""
+        self._resolve_now = False
         # Not connected yet: ask often, so no more than the first frames are missed.
         self._next_resolve = time.monotonic() + (0.5 if self._path else RESOLVE_UNCONNECTED)
         try:
@@ -176,7 +182,7 @@ class Subscriber:
             return
         try:
             if self._path is None:
-                self._path = _PATHS[kind](self, info)
+                self._path = self._open_path(kind, info)
             else:
                 self._path.update(info)
         except zmq.ZMQError as exc:
@@ -190,7 +196,17 @@ class Subscriber:
                 self._path.close()
                 self._path = None
 
-    def _choose(self, info: StreamInfo) -> str | None:
+    def _open_path(self, kind: PathKind, info: StreamInfo) -> Path:
+        if kind == "shm":
+            return ShmPath(self._ctx, info)
+        return RemotePath(self._ctx, info)
+
+    def _on_new_ring(self, token: bytes) -> None:
+        """A path met a ring the broker has not told of: ask the broker at the next chance."""
+        log.debug("%s: ring %s is not the broker's; asking it again", self.name, token.hex())
+        self._resolve_now = True
+
+    def _choose(self, info: StreamInfo) -> PathKind | None:
         """Which path to take to the stream now, or None if none can reach it (and why)."""
         self._unreachable = None
         if self.transport == "shm":
@@ -200,7 +216,7 @@ class Subscriber:
                 return None
             return "shm"
         staying = self._path is not None and self._path.kind == "shm"
-        local = info.host == config.host_id() and _ring_may_be_here(info, staying)
+        local = info.host == config.host_id() and ring_may_be_here(info, staying)
         if self.transport == "auto" and local:
             return "shm"
         if info.relay:
@@ -223,7 +239,8 @@ class Subscriber:
             self._path.close()
             self._path = None
         self._broker.close()
-        self._context.term()
+        if self._own_context:
+            self._context.term()
 
     def __enter__(self) -> Subscriber:
         return self
@@ -236,223 +253,6 @@ class Subscriber:
                 f"received={self.received} dropped={self.dropped}>")
 
 
-class Counts:
-    """A subscriber's frame accounting, shared by its paths: received, dropped, rejected."""
-
-    def __init__(self, name: str = "") -> None:
-        self._name = name
-        self._quiet_until = 0.0
-        self._unsaid = 0
-        self.received = self.dropped = self.rejected = 0
-        self._skipped = 0  # missed since the last frame returned
-        self._last: tuple[bytes, int] | None = None  # (ring token, seq) of the last frame seen
-
-    def seen(self, token: bytes, seq: int) -> None:
-        """A frame of the stream came by: count the gap before it, in the same ring."""
-        last, self._last = self._last, (token, seq)
-        if last is not None and last[0] == token and seq > last[1] + 1:
-            self.missed(seq - last[1] - 1)
-
-    def is_new(self, token: bytes, seq: int) -> bool:
-        """Whether frame *seq* of ring *token* is newer than every frame of it seen so far."""
-        return self._last is None or self._last[0] != token or seq > self._last[1]
-
-    def reject(self, what: str, why: Exception) -> None:
-        """A message refused: counted, and logged, though at most once every REJECTIONS_LOGGED
-        seconds with how many went unsaid, so that a flood of garbage is no flood of logs."""
-        self.rejected += 1
-        now = time.monotonic()
-        if now < self._quiet_until:
-            self._unsaid += 1
-            return
-        more = f" (and {self._unsaid} more since the last one logged)" if self._unsaid else ""
-        log.warning("%s: rejected %s: %s%s", self._name, what, why, more)
-        self._unsaid, self._quiet_until = 0, now + REJECTIONS_LOGGED
-
-    def missed(self, n: int) -> None:
-        self.dropped += n
-        self._skipped += n
-
-    def returned(self) -> int:
-        """A frame is handed to the caller: how many it skipped."""
-        skipped, self._skipped = self._skipped, 0
-        self.received += 1
-        return skipped
-
-
-class ShmPath:
-    """Frames of a stream on this host: descriptors over ZeroMQ, pixels mapped from the ring."""
-
-    kind = "shm"
-
-    def __init__(self, sub: Subscriber, info: StreamInfo) -> None:
-        self._sub = sub
-        self._topic = topic(sub.name)
-        self._socket = sub._context.socket(zmq.SUB)
-        self._socket.linger = 0
-        if sub.mode == "latest":
-            self._socket.conflate = True  # keep only the newest descriptor
-        else:
-            self._socket.rcvhwm = sub.queue
-        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
-        self._endpoint: str | None = None
-        self._ring: RingReader | None = None
-        self._retired: collections.deque[bytes] = collections.deque(maxlen=16)
-        self.last_message = 0.0
-        try:
-            self.update(info)
-        except zmq.ZMQError:
-            self._socket.close(linger=0)
-            raise
-
-    def update(self, info: StreamInfo) -> None:
-        if info.endpoint != self._endpoint:
-            # Connect first: an endpoint ZeroMQ refuses leaves the old connection alone.
-            self._socket.connect(info.endpoint)
-            if self._endpoint is not None:
-                self._socket.disconnect(self._endpoint)
-            log.info("%s: subscribed to %s", self._sub.name, info.endpoint)
-            self._endpoint = info.endpoint
-
-    def receive(self, wait: float) -> Frame | None:
-        if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
-            return None
-        return self._accept(self._socket.recv())
-
-    def abandon(self) -> None:
-        pass  # descriptors need no asking: nothing is outstanding
-
-    def retire(self, token: bytes) -> None:
-        """Frames of ring *token* are stale now: a descriptor of it still queued is dropped.
-
-        Without this, the last descriptor of a producer that died would be returned,
-        seconds late, after a new producer took over the stream.
-        """
-        self._retired.append(token)
-
-    def _accept(self, message: bytes) -> Frame | None:
-        """The frame a descriptor points at, if every field of it tells the truth.
-
-        Anyone who can reach the descriptor socket can send anything on it, so a
-        descriptor is believed only as far as the ring confirms it; a lie must cost one
-        rejected message, never a wrong frame nor the accounting of the true ones.
-        """
-        self.last_message = time.monotonic()
-        counts = self._sub._counts
-        try:
-            if not message.startswith(self._topic):
-                raise ProtocolError("descriptor of another stream")
-            desc = Descriptor.unpack(message[len(self._topic):])
-            if desc.stream != self._sub.name:
-                raise ProtocolError(f"descriptor of stream {desc.stream!r} under the topic "
-                                    f"of {self._sub.name!r}")
-            if desc.token in self._retired:
-                return None
-            ring = self._ring_for(desc)
-            if ring is None:
-                if desc.token not in self._known_tokens():
-                    raise ProtocolError("descriptor of a ring that is not in shared memory")
-                counts.missed(1)  # a ring we knew, replaced since the descriptor was sent
-                return None
-            _check_against_ring(desc, ring)
-            if not counts.is_new(desc.token, desc.seq):
-                raise ProtocolError(f"frame {desc.seq} again, or older than one already seen")
-            record = ring.slot_info(desc.slot)
-            if not ring.holds(desc.slot, desc.seq):  # then the record is that frame's
-                counts.seen(desc.token, desc.seq)
-                counts.missed(1)  # lapped before we could take it
-                return None
-            _check_against_slot(desc, record)
-        except (ProtocolError, RingError) as exc:
-            counts.reject("a descriptor", exc)
-            return None
-        counts.seen(desc.token, desc.seq)
-        return Frame(desc, counts.returned(), ring=ring)
-
-    def _ring_for(self, desc: Descriptor) -> RingReader | None:
-        """The mapped ring that *desc* points into, mapping it if it is new.
-
-        The ring itself says whether the token is real: a made-up one costs a look at
-        /dev/shm, never a question to the broker.
-        """
-        if self._ring is not None and self._ring.token == desc.token:
-            return self._ring
-        sub = self._sub
-        segment = sub.info.segment if sub.info else config.segment_name(sub.name)
-        try:
-            ring = RingReader.open(segment)
-        except RingError:
-            return None  # replaced or removed since the descriptor was sent
-        if ring.token != desc.token:
-            ring.close()
-            return None
-        if sub.info is None or sub.info.token != desc.token:
-            sub._resolve()  # a new producer or generation, proven by its ring: learn of it
-        if self._ring is not None:
-            log.info("%s: new ring (generation %d, %s)", sub.name, ring.generation,
-                     ring.geometry.shape)
-        # The old ring is not closed: frames still held keep it mapped until they go.
-        self._ring = ring
-        return ring
-
-    def _known_tokens(self) -> set[bytes]:
-        """Rings of the stream that really existed: the broker's, and the one mapped."""
-        return {t.token for t in (self._sub.info, self._ring) if t is not None}
-
-    def close(self) -> None:
-        self._socket.close(linger=0)
-        self._ring = None  # unmapped once the frames the caller still holds are gone
-
-
-def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
-    g = ring.geometry
-    if (desc.slot >= ring.slot_count or desc.slot != ring.slot_of(desc.seq)
-            or desc.shape != g.shape or desc.dtype != g.dtype.str or desc.fmt != g.fmt
-            or desc.generation != ring.generation):
-        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its ring")
-    # A producer publishes a frame after committing it: one beyond the head is made up.
-    if desc.seq > ring.head:
-        raise ProtocolError(f"descriptor of frame {desc.seq}, but the ring's newest is "
-                            f"{ring.head}")
-
-
-def _check_against_slot(desc: Descriptor, record: tuple[int, int, int]) -> None:
-    """The writer's own record of the frame in its slot, (seq, pts, timestamp_ns), must be
-    the descriptor's: a made-up pts or timestamp of a real frame is refused too."""
-    if record != (desc.seq, 0 if desc.pts is None else desc.pts, desc.timestamp_ns):
-        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its slot's "
-                            "pts and timestamp")
-
-
-def _ring_may_be_here(info: StreamInfo, staying: bool) -> bool:
-    """Whether the ring the broker describes is in this host's /dev/shm, or soon will be.
-
-    A ring of the same name that another live producer writes (on a machine that shares
-    this host's name, say) must never pass for this one: its token must be the broker's.
-    But no ring, or a dead writer's, is a producer restarting here: a local subscriber waits
-    for it rather than leave for the relay. And one already on shared memory stays, since a
-    new generation's token reaches the broker a heartbeat after its descriptors.
-    """
-    try:
-        ring = RingReader.open(info.segment)
-    except RingError:
-        return True
-    try:
-        return (staying or ring.token == info.token
-                or not pid_alive(ring.header.writer_pid))
-    finally:
-        ring.close()
-
-
 def _idle(wait: float) -> None:
     time.sleep(wait)
     return None
-
-
-def _remote_path(sub: Subscriber, info: StreamInfo):
-    from .remote.receiver import RemotePath
-
-    return RemotePath(sub, info)
-
-
-_PATHS = {"shm": ShmPath, "tcp": _remote_path}

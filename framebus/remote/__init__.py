@@ -1,6 +1,7 @@
-"""The network path: frames of one host's streams for subscribers on other hosts.
+"""The relay: the server side of the network path, serving one host's streams to
+subscribers on other hosts.
 
-``relay`` serves them (reading rings like any local subscriber), ``receiver`` is
-a Subscriber's side of it, ``wire`` their messages, ``keys`` the CurveZMQ keys
-that guard every endpoint beyond loopback.
+``relay`` answers credits, ``feed`` reads each wanted stream from shared memory. The
+subscriber's side is framebus/paths/tcp.py; their messages are framebus/protocol/relay.py;
+the CurveZMQ keys that guard every endpoint beyond loopback are framebus/keys.py.
 """

@@ -18,19 +18,17 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-import cv2
-import numpy as np
 import zmq
 
-from .. import config, pixfmt
+from .. import config
 from ..discovery import BrokerClient
-from ..errors import FramebusError, FrameOverwritten, ProtocolError, Timeout
-from ..frame import Frame
-from ..protocol import relay as wire
-from ..protocol.descriptor import Descriptor
+from ..errors import FramebusError, ProtocolError
 from ..keys import bind_servers, is_local
+from ..protocol import relay as wire
+from ..support.heartbeat import Heartbeat
+from .feed import NOTIFY, Feed
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +39,6 @@ MAX_CREDIT = 2
 CLIENT_IDLE = 30.0  # forget a subscriber silent this long
 FEED_IDLE = 10.0  # stop reading a stream nobody has wanted for this long
 ACTIVE = 2.0  # a subscriber that asked within this long is likely to ask again
-COPY_RATE = 120.0  # most frames a second copied out for subscribers that are not waiting
-FRESH = 1 / COPY_RATE  # a frame copied out this recently is as good as the newest
 #: The most streams read at once and subscribers known at once: all that a flood of
 #: well-formed requests can make the relay hold. Beyond them a newcomer is refused, "full".
 MAX_FEEDS = 64
@@ -52,131 +48,6 @@ MAX_SUBSCRIBERS = 1024
 REFRESH_EVERY = 0.05
 #: Requests over this size make ZeroMQ drop the sender's connection (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE = wire.MAX_REQUEST * 2
-_NOTIFY = "inproc://framebus-relay-feeds"
-
-
-@dataclass
-class _Newest:
-    """The newest frame of a stream, copied out of its ring, and its payloads by setting."""
-
-    descriptor: Descriptor
-    packed: bytes
-    pixels: np.ndarray
-    copied: float = field(default_factory=time.monotonic)
-    payloads: dict = field(default_factory=dict)
-
-    def payload(self, setting: tuple[str, int]):
-        """The bytes to send for *setting*, made on first use and kept for the others."""
-        if setting not in self.payloads:
-            codec, quality = setting
-            self.payloads[setting] = (memoryview(self.pixels).cast("B") if codec == "raw"
-                                      else _jpeg(self.pixels, self.descriptor.fmt, quality))
-        return self.payloads[setting]
-
-
-def _jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
-    image = pixels if fmt == "gray" else pixfmt.to_bgr(pixels, fmt)
-    try:
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    except cv2.error as exc:  # a ring of any geometry may claim to be gray, say
-        raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} {pixels.dtype} frame "
-                         f"failed: {exc.err}") from None
-    if not ok:
-        raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} frame failed")
-    return data.tobytes()
-
-
-class _Feed(threading.Thread):
-    """Reads one stream from shared memory and copies frames out for the relay's subscribers.
-
-    While subscribers are active it copies every frame out (and makes the JPEGs they
-    asked for, here, off the relay's loop), so that a subscriber's next credit finds a
-    fresh frame ready instead of waiting for the next one: at most COPY_RATE a second
-    when nobody is waiting, since a producer publishing flat out would otherwise cost a
-    copy per frame for frames nobody takes. A subscriber waiting with a credit gets the
-    very next frame copied out. With no active subscriber, nothing is copied.
-    """
-
-    def __init__(self, name: str, broker: str, context: zmq.Context) -> None:
-        super().__init__(name=f"framebus-relay-{name}", daemon=True)
-        self.stream = name
-        self.broker = broker
-        self.newest: _Newest | None = None  # the last frame copied out
-        self.latest: tuple[bytes, int] | None = None  # (token, seq) of the last frame published
-        self.waiting = threading.Event()  # a subscriber holds a credit
-        self.settings: frozenset[tuple[str, int]] = frozenset()  # what active ones want
-        self.idle_since: float | None = None  # when its last subscriber went away
-        self._context = context
-        self._stopping = threading.Event()
-        self._failed: set[tuple[str, int]] = set()  # settings its frames cannot be made in
-
-    @property
-    def fresh(self) -> _Newest | None:
-        """The copied-out frame if it is the stream's newest or was copied a moment ago."""
-        newest = self.newest
-        if newest is None:
-            return None
-        d = newest.descriptor
-        if (d.token, d.seq) == self.latest or time.monotonic() - newest.copied < FRESH:
-            return newest
-        return None
-
-    def _due(self) -> bool:
-        if self.waiting.is_set():
-            return True
-        newest = self.newest
-        return bool(self.settings) and (newest is None or
-                                        time.monotonic() - newest.copied >= 1 / COPY_RATE)
-
-    def run(self) -> None:
-        from ..subscriber import Subscriber
-
-        notify = self._context.socket(zmq.PUSH)
-        notify.linger = 0
-        notify.connect(_NOTIFY)
-        try:
-            with Subscriber(self.stream, broker=self.broker, transport="shm") as sub:
-                while not self._stopping.is_set():
-                    try:
-                        frame = sub.recv(timeout=0.25)
-                    except Timeout:
-                        continue
-                    self.latest = (frame.token, frame.seq)
-                    if self._due() and self._copy(frame):
-                        try:
-                            notify.send_string(self.stream, zmq.NOBLOCK)
-                        except zmq.Again:
-                            pass  # the relay is behind on notices: it sees the newest anyway
-        except Exception:
-            log.exception("%s: feed stopped", self.stream)
-        finally:
-            notify.close()
-
-    def _copy(self, frame: Frame) -> bool:
-        try:
-            newest = _copy_out(frame)
-        except FrameOverwritten:
-            return False  # lapped while copying: the next frame will do
-        for setting in self.settings - self._failed:
-            try:
-                newest.payload(setting)
-            except ValueError as exc:
-                self._failed.add(setting)  # said once: every frame of the ring would fail
-                log.error("%s: %s", self.stream, exc)
-        self.newest = newest
-        return True
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-
-def _copy_out(frame: Frame) -> _Newest:
-    """The frame's own copy (FrameOverwritten if it was lapped while copying)."""
-    pixels = frame.copy()
-    d = Descriptor(frame.stream, frame.generation, frame.token, frame.seq, frame.slot,
-                   frame.pts, frame.time_base, frame.timestamp_ns, pixels.shape,
-                   pixels.dtype.str, frame.fmt)
-    return _Newest(d, d.pack(), pixels)
 
 
 @dataclass
@@ -197,13 +68,16 @@ class Relay:
     """Serves this host's streams to remote subscribers; ``run()`` serves until ``stop`` is set."""
 
     def __init__(self, binds: list[str] | None = None, *, broker: str | None = None,
-                 keys_dir: str | None = None, advertise: str | None = None) -> None:
+                 keys_dir: str | None = None, advertise: str | None = None,
+                 context: zmq.Context | None = None) -> None:
         self.binds = binds or [DEFAULT_BIND]
         self.broker = config.broker_address(broker)
-        self._context = zmq.Context()
+        #: pyzmq's own rule: a context given is the caller's to end, one made here is ours.
+        self._own_context = context is None
+        self._context = zmq.Context() if context is None else context
         self._sockets: list[zmq.Socket] = []
         self._keys = self._notify = None
-        self._feeds: dict[str, _Feed] = {}
+        self._feeds: dict[str, Feed] = {}
         self._subscribers: dict[tuple[int, bytes], _Subscriber] = {}
         self.sent = self.rejected = 0
         try:
@@ -211,7 +85,7 @@ class Relay:
                                                      "relay", _prepare)
             self.endpoint = advertise or self._advertised()
             self._notify = self._context.socket(zmq.PULL)
-            self._notify.bind(_NOTIFY)
+            self._notify.bind(NOTIFY)
         except BaseException:
             self.close()
             raise
@@ -357,7 +231,7 @@ class Relay:
                 self._serve(sub, feed)
         self._update_demand(feed)
 
-    def _update_demand(self, feed: _Feed) -> None:
+    def _update_demand(self, feed: Feed) -> None:
         """Tell the feed which settings its active subscribers want, and whether one waits."""
         now = time.monotonic()
         mine = [sub for sub in self._subscribers.values() if sub.want.stream == feed.stream]
@@ -368,7 +242,7 @@ class Relay:
         else:
             feed.waiting.clear()
 
-    def _serve(self, sub: _Subscriber, feed: _Feed) -> None:
+    def _serve(self, sub: _Subscriber, feed: Feed) -> None:
         """Send *sub* the stream's newest frame if it has a credit and not that frame yet."""
         newest = feed.fresh
         if newest is None or not sub.credit:
@@ -395,13 +269,13 @@ class Relay:
         sub.want = replace(sub.want, token=d.token, after=d.seq)
         sub.sent = (d.token, d.seq)
 
-    def _feed(self, stream: str) -> _Feed | None:
+    def _feed(self, stream: str) -> Feed | None:
         """The feed reading *stream*, started if need be; None if MAX_FEEDS are all wanted."""
         feed = self._feeds.get(stream)
         if feed is None or not feed.is_alive():
             if feed is None and len(self._feeds) >= MAX_FEEDS and not self._drop_a_feed():
                 return None
-            feed = self._feeds[stream] = _Feed(stream, self.broker, self._context)
+            feed = self._feeds[stream] = Feed(stream, self.broker, self._context)
             feed.start()
         feed.idle_since = None
         return feed
@@ -448,7 +322,8 @@ class Relay:
             self._notify.close(linger=0)
         if self._keys is not None:
             self._keys.stop()
-        self._context.term()
+        if self._own_context:
+            self._context.term()
         log.info("relay stopped: %d frames sent, %d requests refused", self.sent, self.rejected)
 
 
@@ -457,7 +332,7 @@ def _prepare(socket: zmq.Socket) -> None:
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
 
 
-class _Registration(threading.Thread):
+class _Registration(Heartbeat):
     """Tells the broker, every heartbeat, that this host's streams are served here; and
     keeps the relay's list of them, which the broker gives: every heartbeat, and at once
     (at most every REFRESH_EVERY) when a subscriber wants a stream the list lacks.
@@ -466,71 +341,50 @@ class _Registration(threading.Thread):
     feeds' socket tells it a refresh is done.
     """
 
+    min_gap = REFRESH_EVERY
+
     def __init__(self, relay: Relay) -> None:
-        super().__init__(name="framebus-relay-registration", daemon=True)
+        super().__init__(BrokerClient(relay.broker, context=relay._context, timeout=0.5),
+                         "relay")
         self._relay = relay
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
+        self._notify: zmq.Socket | None = None
+        self._next_beat = 0.0
         #: Names of the streams the broker knows on this host, as of the last refresh.
         self.known: frozenset[str] = frozenset()
         self.started = 0  # refreshes begun
         self.done = 0  # the number of the last refresh finished, whether the broker answered
-        self.reachable = True  # whether it did
-        self._registered = True  # whether the last heartbeat was answered, to log changes
 
     def refresh_soon(self) -> None:
-        self._wake.set()
+        self.wake()
 
-    def run(self) -> None:
-        notify = self._relay._context.socket(zmq.PUSH)
-        notify.linger = 0
-        notify.connect(_NOTIFY)
-        try:
-            with BrokerClient(self._relay.broker, timeout=0.5) as client:
-                next_beat = 0.0
-                while True:
-                    if time.monotonic() >= next_beat:
-                        self._beat(client)
-                        next_beat = time.monotonic() + config.HEARTBEAT_INTERVAL
-                    self._refresh(client)
-                    try:
-                        notify.send_string("", zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass  # the loop has notices to read: it will see this refresh then
-                    if self._stopping.wait(REFRESH_EVERY):
-                        return
-                    self._wake.wait(max(0.0, next_beat - time.monotonic()))
-                    self._wake.clear()  # set before this: the refresh that follows covers it
-                    if self._stopping.is_set():
-                        return
-        finally:
-            notify.close()
+    def setup(self) -> None:
+        self._notify = self._relay._context.socket(zmq.PUSH)
+        self._notify.linger = 0
+        self._notify.connect(NOTIFY)
+        self.beat_once()  # at once: remote subscribers may be waiting for this host's list
 
-    def _beat(self, client: BrokerClient) -> None:
-        try:
-            client.request("relay", host=config.host_id(), endpoint=self._relay.endpoint,
-                           pid=os.getpid())
-            if not self._registered:
-                log.info("broker %s reachable again", client.address)
-            self._registered = True
-        except FramebusError as exc:
-            if self._registered:
-                log.warning("broker %s: %s; retrying", client.address, exc)
-            self._registered = False
+    def teardown(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
 
-    def _refresh(self, client: BrokerClient) -> None:
+    def beat(self) -> None:
+        """Say where the relay is (each heartbeat), then refresh the list of streams."""
         self.started += 1
         number = self.started
         try:
+            if time.monotonic() >= self._next_beat:
+                self.client.request("relay", host=config.host_id(),
+                                    endpoint=self._relay.endpoint, pid=os.getpid())
+                self._next_beat = time.monotonic() + config.HEARTBEAT_INTERVAL
             host = config.host_id()
-            self.known = frozenset(s.name for s in client.streams() if s.host == host)
-            self.reachable = True
-        except FramebusError:
-            self.reachable = False  # keep the last list (_beat tells the log)
-        self.done = number
+            self.known = frozenset(s.name for s in self.client.streams() if s.host == host)
+        finally:  # answered or not, the subscribers waiting for this refresh hear of it
+            self.done = number
+            self._tell_the_loop()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self.is_alive():
-            self.join(2)
+    def _tell_the_loop(self) -> None:
+        assert self._notify is not None
+        try:
+            self._notify.send_string("", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the loop has notices to read: it will see this refresh then

@@ -6,7 +6,7 @@
     192   head: int64, sequence number + 1 of the newest complete frame (0: none)
     256   slot table: one 64-byte line per slot, int64 each:
               [0] stamp   2*seq+1 while seq is being written, 2*seq+2 once complete
-              [1] seq     [2] pts     [3] timestamp_ns    [4..7] reserved
+              [1] seq     [2] pts (NO_PTS: none)    [3] timestamp_ns    [4..7] reserved
     data  page aligned; slot i at data + i*slot_stride, slot_stride page aligned
 
 Every integer is little-endian. Readers map the whole segment read-only.
@@ -47,6 +47,9 @@ SLOT_TABLE_OFFSET = 256
 SLOT_META_SIZE = 64
 SLOT_META_FIELDS = SLOT_META_SIZE // 8
 STAMP, SEQ, PTS, TIMESTAMP = range(4)
+#: The pts field of a frame that has none: FFmpeg's AV_NOPTS_VALUE, so that no real pts
+#: (0 included) is mistaken for a missing one.
+NO_PTS = -(2**63)
 
 
 def _align(n: int, to: int = PAGE) -> int:
@@ -70,7 +73,8 @@ class Geometry:
         if dtype.hasobject or dtype.fields is not None or len(dtype.str) > 15:
             raise ValueError(f"unsupported dtype {dtype}")
         if not fmt or len(fmt.encode()) > 15 or not fmt.isascii() or not fmt.isprintable():
-            raise ValueError(f"pixel format must be 1 to 15 printable ASCII characters, got {fmt!r}")
+            raise ValueError("pixel format must be 1 to 15 printable ASCII characters, "
+                             f"got {fmt!r}")
         return cls(shape, dtype, fmt)
 
     @property

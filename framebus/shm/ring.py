@@ -18,6 +18,7 @@ import mmap
 import os
 import secrets
 import time
+from typing import NamedTuple
 
 import numpy as np
 import posix_ipc
@@ -26,6 +27,7 @@ from ..errors import FrameOverwritten, RingError, StreamInUse
 from . import segment
 from .layout import (
     HEAD_OFFSET,
+    NO_PTS,
     PTS,
     SEQ,
     SLOT_META_FIELDS,
@@ -37,6 +39,14 @@ from .layout import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class SlotRecord(NamedTuple):
+    """The writer's own record of the frame in a slot."""
+
+    seq: int
+    pts: int | None
+    timestamp_ns: int
 
 
 def stamp_writing(seq: int) -> int:
@@ -91,10 +101,12 @@ class Ring:
         """Whether *slot* holds frame *seq*, complete and not yet reused."""
         return int(self._meta[slot, STAMP]) == stamp_complete(seq)
 
-    def slot_info(self, slot: int) -> tuple[int, int, int]:
-        """(seq, pts, timestamp_ns) as the writer recorded them for *slot*."""
+    def slot_info(self, slot: int) -> SlotRecord:
+        """The frame's seq, pts (None if it had none) and timestamp, as the writer recorded
+        them for *slot*."""
         row = self._meta[slot]
-        return int(row[SEQ]), int(row[PTS]), int(row[TIMESTAMP])
+        pts = int(row[PTS])
+        return SlotRecord(int(row[SEQ]), None if pts == NO_PTS else pts, int(row[TIMESTAMP]))
 
     def view(self, slot: int) -> np.ndarray:
         """The pixels of *slot*, in place (read-only for readers)."""
@@ -146,12 +158,12 @@ class RingWriter(Ring):
         self._meta[slot, STAMP] = stamp_writing(seq)
         return self._slots[slot]
 
-    def commit(self, seq: int, pts: int, timestamp_ns: int) -> int:
+    def commit(self, seq: int, pts: int | None, timestamp_ns: int) -> int:
         """Mark frame *seq* complete; returns its slot."""
         slot = self.slot_of(seq)
         row = self._meta[slot]
         row[SEQ] = seq
-        row[PTS] = pts
+        row[PTS] = NO_PTS if pts is None else pts
         row[TIMESTAMP] = timestamp_ns
         row[STAMP] = stamp_complete(seq)
         self._head[0] = seq + 1
@@ -226,6 +238,7 @@ def reclaim(name: str, token: bytes | None = None) -> bool:
 
 def _reclaim_stale(name: str) -> None:
     header = read_header(name)
-    if header is not None and header.writer_pid != os.getpid() and segment.pid_alive(header.writer_pid):
+    if (header is not None and header.writer_pid != os.getpid()
+            and segment.pid_alive(header.writer_pid)):
         raise StreamInUse(f"ring {name} is in use by live process {header.writer_pid}")
     reclaim(name)

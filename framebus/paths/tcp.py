@@ -1,4 +1,4 @@
-"""The network path of a Subscriber: frames from the relay of the producer's host.
+"""The network path: a stream whose producer is on another host, through that host's relay.
 
 The subscriber asks for a frame when its caller asks for one, and the relay
 answers with the newest frame it does not have yet. So a slow caller never finds
@@ -10,27 +10,24 @@ after a second of silence; ZeroMQ reconnects by itself.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import ClassVar, Literal
 
-import cv2
+import msgspec
 import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ..errors import AccessDenied, ProtocolError
 from ..frame import Frame
+from ..keys import secure_client
 from ..protocol import relay as wire
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
-from ..keys import secure_client
+from .base import PathContext
 
-if TYPE_CHECKING:
-    from ..subscriber import Subscriber
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("framebus.subscriber")
 
 #: Ask again when a credit has gone unanswered this long (seconds).
 ASK_AGAIN_AFTER = 1.0
@@ -45,11 +42,12 @@ _HANDSHAKE_FAILED = {
 class RemotePath:
     """Frames of a stream on another host, through that host's relay."""
 
-    kind = "tcp"
+    kind: ClassVar[Literal["tcp"]] = "tcp"
 
-    def __init__(self, sub: Subscriber, info: StreamInfo) -> None:
-        self._sub = sub
-        self._want = sub.want
+    def __init__(self, ctx: PathContext, info: StreamInfo) -> None:
+        self._ctx = ctx
+        self._name = ctx.request.name
+        self._want = _want(ctx, token=None, after=-1)
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._endpoint: str | None = None
@@ -65,7 +63,7 @@ class RemotePath:
 
     def _connect(self, endpoint: str) -> None:
         self._disconnect()
-        socket = self._sub._context.socket(zmq.DEALER)
+        socket = self._ctx.context.socket(zmq.DEALER)
         socket.linger = 0
         socket.rcvhwm = 4  # a frame per credit: nothing ever queues here
         try:
@@ -77,7 +75,7 @@ class RemotePath:
             zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         socket.connect(endpoint)
         self._socket, self._endpoint, self._outstanding = socket, endpoint, 0
-        log.info("%s: receiving through the relay at %s", self._sub.name, endpoint)
+        log.info("%s: receiving through the relay at %s", self._name, endpoint)
 
     def receive(self, wait: float) -> Frame | None:
         self._check_handshake()
@@ -101,7 +99,7 @@ class RemotePath:
         try:
             return self._accept(parts)
         except ProtocolError as exc:
-            self._sub._counts.reject("a message from the relay", exc)
+            self._ctx.counts.reject("a message from the relay", exc)
             return None
 
     def abandon(self) -> None:
@@ -135,15 +133,15 @@ class RemotePath:
         if kind != wire.FRAME or len(parts) != 4:
             raise ProtocolError("not a frame message")
         desc = Descriptor.unpack(parts[1].bytes)
-        if desc.stream != self._sub.name:
-            raise ProtocolError(f"a frame of {desc.stream!r}, not {self._sub.name!r}")
-        counts = self._sub._counts
+        if desc.stream != self._name:
+            raise ProtocolError(f"a frame of {desc.stream!r}, not {self._name!r}")
+        counts = self._ctx.counts
         if not counts.is_new(desc.token, desc.seq):
             return None  # a frame it has already returned (a credit from before a restart)
         codec = parts[2].bytes.decode("ascii", "replace")
         pixels, desc = _pixels(desc, codec, parts[3].buffer)
         counts.seen(desc.token, desc.seq)
-        self._want = dataclasses.replace(self._want, token=desc.token, after=desc.seq)
+        self._want = _want(self._ctx, token=desc.token, after=desc.seq)
         return Frame(desc, counts.returned(), pixels=pixels)
 
     def _check_handshake(self) -> None:
@@ -170,6 +168,13 @@ class RemotePath:
         self._disconnect()
 
 
+def _want(ctx: PathContext, token: bytes | None, after: int) -> wire.Want:
+    """A credit: the newest frame newer than *after* in ring *token* (any, for None)."""
+    request = ctx.request
+    return wire.Want(stream=request.name, codec=request.codec, quality=request.quality,
+                     token=token, after=after)
+
+
 def _pixels(desc: Descriptor, codec: str, payload: memoryview) -> tuple[np.ndarray, Descriptor]:
     """The frame's pixels as a read-only array of its own, and its descriptor as received."""
     if codec == "raw":
@@ -183,10 +188,13 @@ def _pixels(desc: Descriptor, codec: str, payload: memoryview) -> tuple[np.ndarr
         pixels = np.frombuffer(payload, dtype).reshape(desc.shape)
         return pixels, desc
     if codec == "jpeg":
+        import cv2  # here, not at the top: `import framebus` loads no OpenCV
+
         image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise ProtocolError("JPEG payload does not decode")
         image.flags.writeable = False
         fmt = "gray" if image.ndim == 2 else "bgr24"
-        return image, dataclasses.replace(desc, shape=image.shape, dtype=image.dtype.str, fmt=fmt)
+        return image, msgspec.structs.replace(desc, shape=image.shape, dtype=image.dtype.str,
+                                              fmt=fmt)
     raise ProtocolError(f"unknown codec {codec!r}")

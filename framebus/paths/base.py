@@ -1,0 +1,69 @@
+"""What every path of a Subscriber is given, and what it must do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+
+import zmq
+
+from .counts import Counts
+
+if TYPE_CHECKING:
+    from ..frame import Frame
+    from ..protocol.broker import StreamInfo
+
+Mode = Literal["latest", "all"]
+Transport = Literal["auto", "shm", "tcp"]
+Codec = Literal["raw", "jpeg"]
+PathKind = Literal["shm", "tcp"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the caller asked the Subscriber for."""
+
+    name: str
+    mode: Mode = "latest"
+    #: Descriptors a mode="all" subscriber queues before the oldest are dropped.
+    queue: int = 1000
+    #: Over the network: the pixels raw, or as a JPEG of this quality.
+    codec: Codec = "raw"
+    quality: int = 90
+
+
+@dataclass(frozen=True)
+class PathContext:
+    """Everything a path needs from the subscriber that owns it, given explicitly."""
+
+    context: zmq.Context
+    request: Request
+    counts: Counts
+    #: Called with a ring's token when the path meets a ring the broker did not name:
+    #: a new producer or generation, proven by its ring. The subscriber then asks the broker
+    #: again, on its own time, never from inside the path's call.
+    on_new_ring: Callable[[bytes], None]
+
+
+class Path(Protocol):
+    """One way to the stream's frames. The Subscriber holds one at a time."""
+
+    kind: ClassVar[PathKind]
+    #: monotonic time of the last message that came in, accepted or not.
+    last_message: float
+
+    def update(self, info: StreamInfo) -> None:
+        """The broker's latest word on the stream: follow it if it moved."""
+
+    def receive(self, wait: float) -> Frame | None:
+        """The next frame, waiting at most *wait* seconds; None if none came."""
+
+    def abandon(self) -> None:
+        """The caller gave up waiting: drop what is outstanding."""
+
+    def retire(self, token: bytes) -> None:
+        """Frames of ring *token* are stale now: never return one."""
+
+    def close(self) -> None:
+        """Release the sockets. Frames already returned stay usable."""

@@ -1,0 +1,194 @@
+"""The shared-memory path: a stream whose producer is on this host.
+
+Descriptors arrive over ZeroMQ from the producer's PUB socket; the pixels are mapped
+read-only from its ring, so a frame costs no copy, whatever its size.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import ClassVar, Literal
+
+import zmq
+
+from ..errors import ProtocolError, RingError
+from ..frame import Frame
+from ..names import topic
+from ..protocol.broker import StreamInfo
+from ..protocol.descriptor import Descriptor
+from ..shm import RingReader
+from ..shm.ring import SlotRecord
+from ..shm.segment import pid_alive
+from .base import PathContext
+
+log = logging.getLogger("framebus.subscriber")
+
+
+class ShmPath:
+    """Frames of a stream on this host: descriptors over ZeroMQ, pixels mapped from the ring."""
+
+    kind: ClassVar[Literal["shm"]] = "shm"
+
+    def __init__(self, ctx: PathContext, info: StreamInfo) -> None:
+        self._ctx = ctx
+        self._name = ctx.request.name
+        self._topic = topic(self._name)
+        self._info = info
+        self._socket = ctx.context.socket(zmq.SUB)
+        self._socket.linger = 0
+        if ctx.request.mode == "latest":
+            self._socket.conflate = True  # keep only the newest descriptor
+        else:
+            self._socket.rcvhwm = ctx.request.queue
+        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
+        self._endpoint: str | None = None
+        self._ring: RingReader | None = None
+        self._retired: collections.deque[bytes] = collections.deque(maxlen=16)
+        self.last_message = 0.0
+        try:
+            self.update(info)
+        except zmq.ZMQError:
+            self._socket.close(linger=0)
+            raise
+
+    def update(self, info: StreamInfo) -> None:
+        self._info = info
+        if info.endpoint != self._endpoint:
+            # Connect first: an endpoint ZeroMQ refuses leaves the old connection alone.
+            self._socket.connect(info.endpoint)
+            if self._endpoint is not None:
+                self._socket.disconnect(self._endpoint)
+            log.info("%s: subscribed to %s", self._name, info.endpoint)
+            self._endpoint = info.endpoint
+
+    def receive(self, wait: float) -> Frame | None:
+        if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
+            return None
+        return self._accept(self._socket.recv())
+
+    def abandon(self) -> None:
+        pass  # descriptors need no asking: nothing is outstanding
+
+    def retire(self, token: bytes) -> None:
+        """Frames of ring *token* are stale now: a descriptor of it still queued is dropped.
+
+        Without this, the last descriptor of a producer that died would be returned,
+        seconds late, after a new producer took over the stream.
+        """
+        self._retired.append(token)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        self._ring = None  # unmapped once the frames the caller still holds are gone
+
+    def _accept(self, message: bytes) -> Frame | None:
+        """The frame a descriptor points at, if every field of it tells the truth.
+
+        Anyone who can reach the descriptor socket can send anything on it, so a
+        descriptor is believed only as far as the ring confirms it; a lie must cost one
+        rejected message, never a wrong frame nor the accounting of the true ones.
+        """
+        self.last_message = time.monotonic()
+        counts = self._ctx.counts
+        try:
+            if not message.startswith(self._topic):
+                raise ProtocolError("descriptor of another stream")
+            desc = Descriptor.unpack(message[len(self._topic):])
+            if desc.stream != self._name:
+                raise ProtocolError(f"descriptor of stream {desc.stream!r} under the topic "
+                                    f"of {self._name!r}")
+            if desc.token in self._retired:
+                return None
+            ring = self._ring_for(desc)
+            if ring is None:
+                if desc.token not in self._known_tokens():
+                    raise ProtocolError("descriptor of a ring that is not in shared memory")
+                counts.missed(1)  # a ring we knew, replaced since the descriptor was sent
+                return None
+            _check_against_ring(desc, ring)
+            if not counts.is_new(desc.token, desc.seq):
+                raise ProtocolError(f"frame {desc.seq} again, or older than one already seen")
+            record = ring.slot_info(desc.slot)
+            if not ring.holds(desc.slot, desc.seq):  # then the record is that frame's
+                counts.seen(desc.token, desc.seq)
+                counts.missed(1)  # lapped before we could take it
+                return None
+            _check_against_slot(desc, record)
+        except (ProtocolError, RingError) as exc:
+            counts.reject("a descriptor", exc)
+            return None
+        counts.seen(desc.token, desc.seq)
+        return Frame(desc, counts.returned(), ring=ring)
+
+    def _ring_for(self, desc: Descriptor) -> RingReader | None:
+        """The mapped ring that *desc* points into, mapping it if it is new.
+
+        The ring itself says whether the token is real: a made-up one costs a look at
+        /dev/shm, never a question to the broker.
+        """
+        if self._ring is not None and self._ring.token == desc.token:
+            return self._ring
+        try:
+            ring = RingReader.open(self._info.segment)
+        except RingError:
+            return None  # replaced or removed since the descriptor was sent
+        if ring.token != desc.token:
+            ring.close()
+            return None
+        if self._info.token != desc.token:
+            self._ctx.on_new_ring(desc.token)  # a new producer or generation: tell the broker's
+        if self._ring is not None:
+            log.info("%s: new ring (generation %d, %s)", self._name, ring.generation,
+                     ring.geometry.shape)
+        # The old ring is not closed: frames still held keep it mapped until they go.
+        self._ring = ring
+        return ring
+
+    def _known_tokens(self) -> set[bytes]:
+        """Rings of the stream that really existed: the broker's, and the one mapped."""
+        known = {self._info.token}
+        if self._ring is not None:
+            known.add(self._ring.token)
+        return known
+
+
+def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
+    g = ring.geometry
+    if (desc.slot >= ring.slot_count or desc.slot != ring.slot_of(desc.seq)
+            or desc.shape != g.shape or desc.dtype != g.dtype.str or desc.fmt != g.fmt
+            or desc.generation != ring.generation):
+        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its ring")
+    # A producer publishes a frame after committing it: one beyond the head is made up.
+    if desc.seq > ring.head:
+        raise ProtocolError(f"descriptor of frame {desc.seq}, but the ring's newest is "
+                            f"{ring.head}")
+
+
+def _check_against_slot(desc: Descriptor, record: SlotRecord) -> None:
+    """The writer's own record of the frame in its slot must be the descriptor's: a made-up
+    pts or timestamp of a real frame is refused too."""
+    if record != (desc.seq, desc.pts, desc.timestamp_ns):
+        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its slot's "
+                            "pts and timestamp")
+
+
+def ring_may_be_here(info: StreamInfo, staying: bool) -> bool:
+    """Whether the ring the broker describes is in this host's /dev/shm, or soon will be.
+
+    A ring of the same name that another live producer writes (on a machine that shares
+    this host's name, say) must never pass for this one: its token must be the broker's.
+    But no ring, or a dead writer's, is a producer restarting here: a local subscriber waits
+    for it rather than leave for the relay. And one already on shared memory stays, since a
+    new generation's token reaches the broker a heartbeat after its descriptors.
+    """
+    try:
+        ring = RingReader.open(info.segment)
+    except RingError:
+        return True
+    try:
+        return (staying or ring.token == info.token
+                or not pid_alive(ring.header.writer_pid))
+    finally:
+        ring.close()
