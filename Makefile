@@ -27,12 +27,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/bus.py $(BENCH_ARGS)
 
 # The RTSP tests read a real RTSP server: GStreamer's, run by Debian's own python3
-# (tests/rtsp_server.py; the venv has no gi). Installed from Debian's packages when missing
+# (framebus/testing/rtsp_server.py; the venv has no gi). Installed from Debian's packages when missing
 # and we are root; without them those tests are skipped. `make demo` needs none of this.
 SYSTEM_PYTHON := /usr/bin/python3
 SYSTEM_DEPS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-RTSP_CHECK := $(SYSTEM_PYTHON) tests/rtsp_server.py --check
+RTSP_CHECK := $(SYSTEM_PYTHON) -I framebus/testing/rtsp_server.py --check
 
 system-deps:
 	@if missing=$$($(RTSP_CHECK) 2>&1); then :; \

@@ -1,5 +1,6 @@
 """Fixtures: a private namespace for the suite's rings and sockets, a real broker
-process, and real producer/consumer processes that are always cleaned up."""
+process, real producer/consumer processes that are always cleaned up, and the suite's
+pytest face of framebus.testing: two hosts in network namespaces, real RTSP servers."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import two_hosts  # noqa: F401  (fixture: two hosts in network namespaces)
-from rtsp import rtsp_server, rtsp_servers  # noqa: F401  (fixtures: real RTSP servers)
 
 from framebus.discovery import broker_answers  # noqa: F401  (tests import it from here)
+from framebus.testing import netns, rtsp
 
 # Every ring and socket the suite makes carries this prefix, so cleanup is exact
 # and a developer's own streams are never touched.
@@ -149,3 +150,54 @@ def result_of(proc: subprocess.Popen, timeout: float = 30) -> dict:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"consumer failed ({proc.returncode}):\n{err}"
     return json.loads(out.strip().splitlines()[-1])
+
+
+# -- two hosts (framebus.testing.netns) --------------------------------------------------------
+
+
+def require_netns() -> None:
+    """Skips the calling test, saying why, when this machine cannot make the hosts."""
+    ok, why = netns.netns_available()
+    if not ok:
+        pytest.skip(why)
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[tuple[netns.Host, netns.Host]]:
+    """Two fresh hosts (a, b) joined by a wire; skips where namespaces cannot be made."""
+    require_netns()
+    with netns.TwoHosts() as hosts:
+        yield hosts.a, hosts.b
+
+
+# -- RTSP servers (framebus.testing.rtsp) ------------------------------------------------------
+
+
+def require_rtsp() -> None:
+    """Skips the calling test, with the reason, when the RTSP server cannot run here."""
+    ok, why = rtsp.rtsp_available()
+    if not ok:
+        pytest.skip(f"no RTSP server: {why}. `make test` as root installs it, or: "
+                    f"apt-get install --no-install-recommends {rtsp.DEBIAN_PACKAGES}")
+
+
+@pytest.fixture
+def rtsp_servers() -> Iterator[rtsp.RtspServers]:
+    """A factory of started RTSP servers: `rtsp_servers(size=(640, 480), fps=30)`."""
+    require_rtsp()
+    servers = rtsp.RtspServers()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[rtsp.RtspServer]:
+    """A started RTSP server: 320x240 at 25 fps, H.264, at `rtsp_server.url`."""
+    require_rtsp()
+    server = rtsp.RtspServer()
+    try:
+        yield server.start()
+    finally:
+        server.close()

@@ -1,4 +1,4 @@
-"""The two-host harness itself (tests/netns.py): real namespaces, real processes.
+"""The two-host harness itself (framebus/testing/netns.py): real namespaces, real processes.
 
 Each test shows one property the remote tests rely on: the hosts reach each other over the
 wire and nothing else does; each host has its own /dev/shm, shared by all its processes;
@@ -18,10 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import netns
 import pytest
-from conftest import TESTS, free_port, result_of, wait_until
-from netns import (
+from conftest import TESTS, free_port, require_netns, result_of, wait_until
+
+from framebus import config
+from framebus.testing import netns
+from framebus.testing.netns import (
     MARK,
     NETNS_DIR,
     PYTHON,
@@ -29,10 +31,7 @@ from netns import (
     cleanup_stale,
     netns_available,
     read_line,
-    require_netns,
 )
-
-from framebus import config
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 
@@ -370,7 +369,7 @@ def test_netns_available_here_and_skips_with_a_reason_elsewhere(monkeypatch):
     assert ok, why
     # Elsewhere the same check (uncached) says why, and require_netns turns that into a skip.
     check = netns.netns_available.__wrapped__
-    monkeypatch.setattr(netns, "_which", lambda tool: None if tool == "nsenter" else tool)
+    monkeypatch.setattr(netns, "which", lambda tool: None if tool == "nsenter" else tool)
     assert check() == (False, "commands missing: apt-get install util-linux")
     monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
     assert check() == (False, "network namespaces need root (running as uid 1000)")

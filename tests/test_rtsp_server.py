@@ -12,7 +12,9 @@ import time
 import av
 import numpy as np
 import pytest
-from rtsp import PYAV_OPTIONS, RtspServer, require_rtsp
+from conftest import require_rtsp
+
+from framebus.testing.rtsp import PYAV_OPTIONS, RtspServer
 
 FPS = 25
 

@@ -1,5 +1,5 @@
 """One stream read on two real hosts at once: network namespaces, each with its own /dev/shm,
-joined by a veth pair (tests/netns.py). Host A runs the broker, a producer, the relay and
+joined by a veth pair (framebus/testing/netns.py). Host A runs the broker, a producer, the relay and
 local subscribers; host B runs remote subscribers. Broker and relay are bound to A's
 address, so CurveZMQ guards them, with an allowlist of client keys."""
 
@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import PYTHON, read_line
+
+from framebus.testing.netns import PYTHON, read_line
 
 TESTS = Path(__file__).parent
 CONSUMER = str(TESTS / "consumer.py")

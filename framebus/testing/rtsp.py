@@ -1,18 +1,21 @@
-"""A real RTSP server for tests: tests/rtsp_server.py (GStreamer's RTSP server) run as a
-separate process by Debian's own /usr/bin/python3, which has the gi bindings the venv lacks.
+"""A real RTSP server for tests: framebus/testing/rtsp_server.py (GStreamer's RTSP server)
+run as a separate process by Debian's own /usr/bin/python3, which has the gi bindings the
+venv lacks.
 
-    from rtsp import rtsp_server  # noqa: F401   (the fixture: a started server)
+    from framebus.testing.rtsp import PYAV_OPTIONS, RtspServer, rtsp_available
 
-    def test_reads(rtsp_server):
-        with av.open(rtsp_server.url, options=PYAV_OPTIONS, timeout=(10, 5)) as container:
+    with RtspServer() as server:   # started: it listens
+        with av.open(server.url, options=PYAV_OPTIONS, timeout=(10, 5)) as container:
             ...
-        rtsp_server.kill()    # SIGKILL, as a crashed camera
-        rtsp_server.start()   # again, on the same port: the same URL works again
+        server.kill()    # SIGKILL, as a crashed camera
+        server.start()   # again, on the same port: the same URL works again
 
-`rtsp_servers` makes more of them (other sizes, rates or paths). Both fixtures skip the test
-with the reason when the Debian packages are missing (`make test` installs them as root),
-and always kill their servers, whatever the test did. Each server also exits on its own if
-the test process dies, as its standard input is a pipe from this process.
+:func:`rtsp_available` says whether this machine can run it, and if not why (the Debian
+packages are missing: `make test` installs them as root). The test suite's fixtures
+``rtsp_server`` and ``rtsp_servers`` (tests/conftest.py) skip a test with that reason, and
+always kill their servers, whatever the test did. Each server also exits on its own if the
+process that started it dies, as its standard input is a pipe from that process. Nothing
+here needs pytest.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
+from typing import IO, NoReturn
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -46,7 +48,7 @@ def rtsp_available() -> tuple[bool, str]:
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return False, f"{SYSTEM_PYTHON} is missing"
     try:
-        check = subprocess.run([SYSTEM_PYTHON, str(SCRIPT), "--check"], capture_output=True,
+        check = subprocess.run([SYSTEM_PYTHON, "-I", str(SCRIPT), "--check"], capture_output=True,
                                text=True, timeout=60, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return False, f"{SCRIPT.name} --check did not answer within 60 s"
@@ -55,16 +57,8 @@ def rtsp_available() -> tuple[bool, str]:
     return True, "ok"
 
 
-def require_rtsp() -> None:
-    """Skip the calling test, with the reason, when the server cannot run here."""
-    ok, why = rtsp_available()
-    if not ok:
-        pytest.skip(f"no RTSP server: {why}. `make test` as root installs it, or: "
-                    f"apt-get install --no-install-recommends {DEBIAN_PACKAGES}")
-
-
 class RtspServer:
-    """One tests/rtsp_server.py process at a time, in its own session, on one port.
+    """One rtsp_server.py process at a time, in its own session, on one port.
 
     The first start() with port=0 lets the kernel pick a free port; later start()s reuse
     that port, so a restarted server has the same URL.
@@ -80,10 +74,10 @@ class RtspServer:
         self.fps = fps
         self.ready_timeout = ready_timeout
         # How the server process is started: in a session of its own here, or by a host of
-        # tests/netns.py (Host.popen, which makes the session itself) to serve inside it.
+        # the two-host harness (Host.popen, which makes the session itself) to serve inside it.
         self._popen = popen or functools.partial(subprocess.Popen, start_new_session=True)
         self.proc: subprocess.Popen | None = None
-        self._stderr = None
+        self._stderr: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -96,13 +90,14 @@ class RtspServer:
 
     def start(self) -> RtspServer:
         """Start the server and return once it listens; raise RuntimeError if it does not."""
-        if self.running():
+        if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"the RTSP server is already running (pid {self.proc.pid})")
         self._reap()
         width, height = self.size
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: it never fills up
+        # A file, not a pipe: it never fills up. Closed by _reap(), at the next start or close.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = self._popen(
-            [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--path", self.path,
+            [SYSTEM_PYTHON, "-I", str(SCRIPT), "--port", str(self.port), "--path", self.path,
              "--size", f"{width}x{height}", "--fps", str(self.fps), "--pattern", self.pattern,
              "--stdin-watchdog"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
@@ -118,16 +113,18 @@ class RtspServer:
         return self
 
     def _ready_line(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
         deadline = time.monotonic() + self.ready_timeout
         data = b""
         with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            selector.register(stdout, selectors.EVENT_READ)
             while b"\n" not in data:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._fail(f"did not say it was ready within {self.ready_timeout} s")
                 if selector.select(left):
-                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    chunk = os.read(stdout.fileno(), 4096)
                     if not chunk:
                         self.proc.wait(5)
                         self._fail(f"exited with status {self.proc.returncode} before it was "
@@ -138,7 +135,7 @@ class RtspServer:
             self._fail(f"printed {line!r} instead of its ready line")
         return line
 
-    def _fail(self, what: str):
+    def _fail(self, what: str) -> NoReturn:
         raise RuntimeError(f"RTSP server on port {self.port or 'any'} {what}; "
                            f"its stderr:\n{self.stderr() or '(empty)'}")
 
@@ -214,26 +211,3 @@ class RtspServers:
     def close(self) -> None:
         for server in reversed(self.servers):
             server.close()
-
-
-@pytest.fixture
-def rtsp_servers():
-    """A factory of started RTSP servers: `rtsp_servers(size=(640, 480), fps=30)`."""
-    require_rtsp()
-    servers = RtspServers()
-    try:
-        yield servers
-    finally:
-        servers.close()
-
-
-@pytest.fixture
-def rtsp_server():
-    """A started RTSP server: 320x240 at 25 fps, H.264, at `rtsp_server.url`."""
-    # Self-contained (not built on rtsp_servers), so importing this one name is enough.
-    require_rtsp()
-    server = RtspServer()
-    try:
-        yield server.start()
-    finally:
-        server.close()

@@ -2,9 +2,10 @@
 """A live H.264 RTSP server for the test suite, on GStreamer's RTSP server.
 
 Run by Debian's own /usr/bin/python3 (it needs python3-gi and GStreamer from Debian's
-packages; the project's virtualenv has neither):
+packages; the project's virtualenv has neither), and so it imports nothing of framebus:
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /live --size 320x240 --fps 25
+    /usr/bin/python3 framebus/testing/rtsp_server.py --port 8554 --path /live --size 320x240 \
+        --fps 25
 
 serves a moving test pattern as H.264 at rtsp://127.0.0.1:8554/live (loopback only). All
 clients share one encoder. A key frame every second, with SPS/PPS before each, lets a client
@@ -19,6 +20,7 @@ stops when its standard input closes, so it never outlives a test run that was k
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -33,17 +35,17 @@ ELEMENTS = {
 
 
 def log(message: str) -> None:
-    print(f"rtsp_server: {message}", file=sys.stderr, flush=True)
+    print(f"rtsp_server: {message}", file=sys.stderr, flush=True)  # noqa: T201 (a program)
 
 
 def load_gstreamer():
     """(Gst, GstRtspServer, GLib), or raise RuntimeError saying what is missing."""
     try:
-        import gi
+        import gi  # type: ignore[import-not-found]  # Debian's python3-gi, not in the venv
 
         gi.require_version("Gst", "1.0")
         gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import GLib, Gst, GstRtspServer
+        from gi.repository import GLib, Gst, GstRtspServer  # type: ignore[import-not-found]
     except (ImportError, ValueError) as e:
         raise RuntimeError(f"GStreamer's RTSP server is not importable ({e}); "
                            "needs python3-gi and gir1.2-gst-rtsp-server-1.0") from None
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(*args.size, args.fps, args.bitrate, args.pattern))
+    width, height = args.size
+    factory.set_launch(launch_line(width, height, args.fps, args.bitrate, args.pattern))
     factory.set_shared(True)  # one pipeline for all clients, as a camera would be
     server.get_mount_points().add_factory(args.path, factory)
     server.connect("client-connected", lambda _server, _client: log("client connected"))
@@ -148,14 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.stdin_watchdog:
         def stdin_event(_channel, _condition) -> bool:
             # Readable: either end of file (the parent is gone) or stray input to drain.
-            if not sys.stdin.buffer.raw.read(4096):
+            if not os.read(sys.stdin.fileno(), 4096):
                 return stop("standard input closed")
             return GLib.SOURCE_CONTINUE
 
         GLib.io_add_watch(GLib.IOChannel.unix_new(sys.stdin.fileno()), GLib.PRIORITY_DEFAULT,
                           GLib.IOCondition.IN | GLib.IOCondition.HUP, stdin_event)
 
-    print(f"ready rtsp://127.0.0.1:{server.get_bound_port()}{args.path}", flush=True)
+    print(f"ready rtsp://127.0.0.1:{server.get_bound_port()}{args.path}", flush=True)  # noqa: T201
     loop.run()
     # Close the clients' connections so that they see the end of the stream at once.
     server.client_filter(lambda _server, _client: GstRtspServer.RTSPFilterResult.REMOVE)
