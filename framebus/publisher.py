@@ -74,12 +74,16 @@ class Publisher:
         #: pyzmq's own rule: a context given is the caller's to end, one made here is ours.
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
-        self._socket: zmq.Socket | None = None
+        self._topic = topic(self.name)
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.linger = 0
+        self._socket.sndhwm = 1000
         self._socket_file: Path | None = None  # the ipc socket file, once bound
-        self._connections: _Connections | None = None
-        self._registration: _Registration | None = None
+        self._connections = _Connections(self._socket)
+        self._registration = _Registration(self, BrokerClient(broker, context=self._context,
+                                                              timeout=0.5))
         try:
-            self._open_transport(endpoint, broker)
+            self._open_transport(endpoint)
         except BaseException:
             # Whatever stops the constructor, a name clash, a bind error or a signal,
             # must not leave the ring behind.
@@ -87,21 +91,14 @@ class Publisher:
             raise
         self._closed = False
 
-    def _open_transport(self, endpoint: str | None, broker: str | None) -> None:
-        """The descriptor socket, then the broker registration and its heartbeat thread."""
-        self._topic = topic(self.name)
-        self._socket = self._context.socket(zmq.PUB)
-        self._socket.linger = 0
-        self._socket.sndhwm = 1000
+    def _open_transport(self, endpoint: str | None) -> None:
+        """Bind the descriptor socket, then register and start the heartbeat thread."""
         self.endpoint = endpoint or config.descriptor_endpoint(self.name)
         try:
             self._socket.bind(self.endpoint)
         except zmq.ZMQError as exc:
             raise FramebusError(f"cannot publish descriptors on {self.endpoint}: {exc}") from None
         self._socket_file = config.ipc_path(self.endpoint)  # ours to remove, now that it is bound
-        self._connections = _Connections(self._socket)
-        self._registration = _Registration(self, BrokerClient(broker, context=self._context,
-                                                              timeout=0.5))
         self._registration.first_attempt()  # StreamInUse here fails the constructor
         self._registration.start()
 
@@ -175,16 +172,13 @@ class Publisher:
     @property
     def subscribers(self) -> int:
         """Subscribers connected to the descriptors, as of the last heartbeat."""
-        return 0 if self._connections is None else self._connections.count
+        return self._connections.count
 
     def _close_transport(self) -> None:
         """Close what is open, whatever got opened: also undoes a constructor cut short."""
-        if self._registration is not None:
-            self._registration.stop()  # unregisters, and closes the broker client
-        if self._connections is not None:
-            self._connections.close()
-        if self._socket is not None:
-            self._socket.close(linger=0)
+        self._registration.stop()  # unregisters, and closes the broker client
+        self._connections.close()
+        self._socket.close(linger=0)
         if self._socket_file is not None:
             self._socket_file.unlink(missing_ok=True)
         if self._own_context:
@@ -230,7 +224,7 @@ class _Figures:
 
     def __init__(self) -> None:
         self.frames = 0
-        self.last_frame = None  # monotonic time
+        self.last_frame: float | None = None  # monotonic time
         self._mark = (time.monotonic(), 0)
 
     def count(self) -> None:

@@ -253,6 +253,6 @@ class Subscriber:
                 f"received={self.received} dropped={self.dropped}>")
 
 
-def _idle(wait: float) -> None:
+def _idle(wait: float) -> Frame | None:
     time.sleep(wait)
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import zmq
 
@@ -49,7 +49,10 @@ class PathContext:
 class Path(Protocol):
     """One way to the stream's frames. The Subscriber holds one at a time."""
 
-    kind: ClassVar[PathKind]
+    @property
+    def kind(self) -> PathKind:
+        """"shm" or "tcp"."""
+
     #: monotonic time of the last message that came in, accepted or not.
     last_message: float
 

@@ -33,7 +33,7 @@ log = logging.getLogger("framebus.subscriber")
 ASK_AGAIN_AFTER = 1.0
 #: A caller back for the next frame within this long keeps pace, and gets a second credit.
 KEEPING_PACE = 0.01
-_HANDSHAKE_FAILED = {
+_HANDSHAKE_FAILED: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's key",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "did not speak the same security protocol",
 }
@@ -48,37 +48,24 @@ class RemotePath:
         self._ctx = ctx
         self._name = ctx.request.name
         self._want = _want(ctx, token=None, after=-1)
-        self._socket: zmq.Socket | None = None
-        self._monitor: zmq.Socket | None = None
-        self._endpoint: str | None = None
+        if not info.relay:
+            raise ValueError(f"{self._name}: no relay serves host {info.host}")
+        self._relay = _RelayConnection(ctx.context, info.relay)
+        log.info("%s: receiving through the relay at %s", self._name, info.relay)
         self._outstanding = 0  # credits sent and not answered yet
         self._asked = 0.0  # when the oldest of them was sent
         self._returned = 0.0  # when the last frame was handed over
         self.last_message = 0.0
-        self.update(info)
 
     def update(self, info: StreamInfo) -> None:
-        if info.relay and info.relay != self._endpoint:
-            self._connect(info.relay)
-
-    def _connect(self, endpoint: str) -> None:
-        self._disconnect()
-        socket = self._ctx.context.socket(zmq.DEALER)
-        socket.linger = 0
-        socket.rcvhwm = 4  # a frame per credit: nothing ever queues here
-        try:
-            secure_client(socket, endpoint)
-        except Exception:
-            socket.close()
-            raise
-        self._monitor = socket.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        socket.connect(endpoint)
-        self._socket, self._endpoint, self._outstanding = socket, endpoint, 0
-        log.info("%s: receiving through the relay at %s", self._name, endpoint)
+        if info.relay and info.relay != self._relay.endpoint:
+            relay = _RelayConnection(self._ctx.context, info.relay)
+            self._relay.close()
+            self._relay, self._outstanding = relay, 0
+            log.info("%s: receiving through the relay at %s", self._name, info.relay)
 
     def receive(self, wait: float) -> Frame | None:
-        self._check_handshake()
+        self._relay.check_handshake()
         now = time.monotonic()
         # A caller that comes back for the next frame at once keeps pace: a second credit
         # lets the relay send the next frame while this one is being taken. One that took
@@ -90,10 +77,11 @@ class RemotePath:
             self._outstanding = 0  # lost to a relay restart or a network cut
         while self._outstanding < (2 if keeping_pace else 1) and self._ask(now):
             pass
-        if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
-            self._check_handshake()
+        socket = self._relay.socket
+        if not socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
+            self._relay.check_handshake()
             return None
-        parts = self._socket.recv_multipart(copy=False)
+        parts = socket.recv_multipart(copy=False)
         self.last_message = self._returned = self._asked = time.monotonic()
         self._outstanding = max(0, self._outstanding - 1)
         try:
@@ -108,8 +96,9 @@ class RemotePath:
         self._drop_prefetched()
 
     def _drop_prefetched(self) -> None:
-        while self._socket is not None and self._socket.poll(0, zmq.POLLIN):
-            self._socket.recv_multipart(copy=False)
+        socket = self._relay.socket
+        while not socket.closed and socket.poll(0, zmq.POLLIN):
+            socket.recv_multipart(copy=False)
             self._outstanding = max(0, self._outstanding - 1)
 
     def retire(self, token: bytes) -> None:
@@ -117,7 +106,7 @@ class RemotePath:
 
     def _ask(self, now: float) -> bool:
         try:
-            self._socket.send(self._want.pack(), zmq.NOBLOCK)
+            self._relay.socket.send(self._want.pack(), zmq.NOBLOCK)
         except zmq.Again:
             return False  # not connected yet: ask on the next call
         if not self._outstanding:
@@ -144,28 +133,50 @@ class RemotePath:
         self._want = _want(self._ctx, token=desc.token, after=desc.seq)
         return Frame(desc, counts.returned(), pixels=pixels)
 
-    def _check_handshake(self) -> None:
+    def close(self) -> None:
+        self._relay.close()
+
+
+class _RelayConnection:
+    """A DEALER connected to one relay, and the monitor that tells a refused key."""
+
+    def __init__(self, context: zmq.Context, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.rcvhwm = 4  # a frame per credit: nothing ever queues here
+        self._monitor: zmq.Socket | None = None
+        try:
+            secure_client(self.socket, endpoint)
+            self._monitor = self.socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            self.socket.connect(endpoint)
+        except BaseException:
+            self.close()
+            raise
+
+    def check_handshake(self) -> None:
         """Raise AccessDenied if the relay refused the connection's security handshake."""
-        while self._monitor is not None and self._monitor.poll(0):
-            event = recv_monitor_message(self._monitor)["event"]
+        monitor = self._monitor
+        while monitor is not None and not monitor.closed and monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
             if event in _HANDSHAKE_FAILED:
                 raise AccessDenied(
-                    f"the relay at {self._endpoint} {_HANDSHAKE_FAILED[event]}: ask its "
+                    f"the relay at {self.endpoint} {_HANDSHAKE_FAILED[event]}: ask its "
                     "operator to add this client's public key to its authorized keys")
 
-    def _disconnect(self) -> None:
-        if self._socket is not None:
-            try:
-                self._socket.send(wire.BYE, zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
-            self._socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._socket.close(linger=0)
-            self._socket = self._monitor = None
-
     def close(self) -> None:
-        self._disconnect()
+        """Say goodbye and close. Idempotent."""
+        if self.socket.closed:
+            return
+        try:
+            self.socket.send(wire.BYE, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close(linger=0)
+        self.socket.close(linger=0)
 
 
 def _want(ctx: PathContext, token: bytes | None, after: int) -> wire.Want:
@@ -195,6 +206,6 @@ def _pixels(desc: Descriptor, codec: str, payload: memoryview) -> tuple[np.ndarr
             raise ProtocolError("JPEG payload does not decode")
         image.flags.writeable = False
         fmt = "gray" if image.ndim == 2 else "bgr24"
-        return image, msgspec.structs.replace(desc, shape=image.shape, dtype=image.dtype.str,
-                                              fmt=fmt)
+        seen = msgspec.structs.replace(desc, shape=image.shape, dtype=image.dtype.str, fmt=fmt)
+        return image, seen
     raise ProtocolError(f"unknown codec {codec!r}")
