@@ -14,39 +14,51 @@ this host whose producer is gone, known to it or not (framebus/leftovers.py).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
+import msgspec
 import zmq
 
 from . import config
-from .errors import FramebusError, InvalidName
-from .leftovers import reclaim_stale, remove_dead_socket
-from .names import validate_stream_name
-from .protocol.broker import MAX_MESSAGE, StreamInfo
+from .errors import FramebusError, ProtocolError
 from .keys import bind_servers
+from .leftovers import reclaim_stale, remove_dead_socket
+from .protocol.broker import (
+    MAX_MESSAGE,
+    MAX_RELAYS,
+    MAX_STREAMS,
+    Heartbeat,
+    Listing,
+    ListReply,
+    Lookup,
+    LookupReply,
+    Ping,
+    PingReply,
+    Refusal,
+    Register,
+    Relay,
+    RelayInfo,
+    Reply,
+    StreamInfo,
+    Unregister,
+    decode_request,
+    encode,
+    request_id,
+)
+from .protocol.fields import printable
 from .shm import reclaim
-from .shm.layout import MAX_NDIM
 from .shm.segment import pid_alive
 
 log = logging.getLogger(__name__)
 
-_SEGMENT = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
-
-MAX_FIGURES = 16
-#: The most streams and relays the broker keeps. Anyone who can reach it may register, so
-#: without a cap a flood of well-formed registrations would grow it for FORGET_AFTER; and
-#: `framebus ls` must still fit the whole list in one reply. A dead entry makes room for a
-#: new one; only when all are alive is a newcomer refused, with code "full".
-MAX_STREAMS = 256
-MAX_RELAYS = 64
-#: The largest pid: pid_t is 32 bits, and the kernel is asked about local pids.
-MAX_PID = 2**31 - 1
+# MAX_STREAMS and MAX_RELAYS: the most streams and relays the broker keeps. Anyone who can
+# reach it may register, so without a cap a flood of well-formed registrations would grow it
+# for FORGET_AFTER; and `framebus ls` must still fit the whole list in one reply. A dead
+# entry makes room for a new one; only when all are alive is a newcomer refused, "full".
 
 #: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
 FORGET_AFTER = 300.0
@@ -75,11 +87,10 @@ class _Entry:
     last_seen: float  # monotonic time of the last register or heartbeat
     frame_age_at_last_seen: float | None = None
 
-    def snapshot(self, now: float) -> dict:
-        wire = self.info.to_wire()
-        if self.frame_age_at_last_seen is not None:
-            wire["age"] = self.frame_age_at_last_seen + (now - self.last_seen)
-        return wire
+    def snapshot(self, now: float, relay: str | None) -> StreamInfo:
+        age = self.frame_age_at_last_seen
+        return msgspec.structs.replace(
+            self.info, relay=relay, age=None if age is None else age + (now - self.last_seen))
 
 
 @dataclass
@@ -144,41 +155,37 @@ class Broker:
         self.requests += 1
         # DEALER clients send [empty, payload]; ROUTER prepends their identity, so there
         # are always at least two frames and always someone to answer.
-        identity, rid = frames[0], None
+        identity = frames[0]
+        reply: Reply | Refusal
         try:
             if len(frames) != 3 or frames[1] != b"":
                 raise BadRequest(f"malformed envelope of {len(frames) - 1} frames: "
                                  "send [empty, msgpack]")
-            request = _decode(frames[2])
-            rid = request.get("id")
-            op = request.get("op")
-            # An op may decode to any msgpack value, a list too: unhashable, no dict key.
-            handler = self._handlers.get(op) if isinstance(op, str) else None
-            if handler is None:
-                raise BadRequest(f"unknown op {op!r}")
-            reply = handler(self, request)
-        except InvalidName as exc:
-            reply = {"ok": False, "code": "bad_request", "error": str(exc)}
+            try:
+                request = decode_request(frames[2])
+            except ProtocolError as exc:
+                raise BadRequest(str(exc)) from None
+            reply = self._handlers[type(request)](self, request)
         except Refused as exc:
-            reply = {"ok": False, "code": exc.code, "error": str(exc)}
+            reply = Refusal(code=exc.code, error=printable(str(exc))[:1024])
         except Exception as exc:
             # A bug must cost one request, not the discovery service of the whole site.
             log.exception("request failed")
-            reply = {"ok": False, "code": "internal", "error": f"broker error: {exc!r}"}
-        if not reply.get("ok"):
+            reply = Refusal(code="internal", error=printable(f"broker error: {exc!r}")[:1024])
+        if isinstance(reply, Refusal):
             self.rejected += 1
-            log.info("refused a request: %s", reply["error"])
-        reply["id"] = rid if _is_int(rid) else None
+            log.info("refused a request: %s", reply.error)
+        reply.id = request_id(frames[2]) if len(frames) == 3 else None
         self._reply(socket, identity, reply)
 
-    def _reply(self, socket: zmq.Socket, identity: bytes, reply: dict) -> None:
+    def _reply(self, socket: zmq.Socket, identity: bytes, reply: Reply | Refusal) -> None:
         try:
-            socket.send_multipart([identity, b"", msgpack.packb(reply)], zmq.NOBLOCK)
+            socket.send_multipart([identity, b"", encode(reply)], zmq.NOBLOCK)
         except zmq.Again:
             log.warning("dropped a reply to a client that is not reading")
 
-    def _register(self, req: dict) -> dict:
-        info = _stream_info(req)
+    def _register(self, req: Register) -> Reply:
+        info = req.info()
         entry = self._entries.get(info.name)
         if (entry and entry.info.alive and entry.info.token != info.token
                 and not _same_producer(entry.info, info) and self._still_running(entry)):
@@ -192,67 +199,51 @@ class Broker:
         self._entries[info.name] = _Entry(info, time.monotonic())
         log.info("registered %s: %s %s from pid %d on %s", info.name, info.shape, info.fmt,
                  info.pid, info.host)
-        return {"ok": True}
+        return Reply()
 
-    def _heartbeat(self, req: dict) -> dict:
-        name = validate_stream_name(req.get("name"))
-        token = _token_field(req)
-        entry = self._entries.get(name)
-        if entry is None or entry.info.token != token:
-            raise Refused("unknown", f"stream {name!r} is not registered with this token")
-        frames, fps, age = req.get("frames", 0), req.get("fps", 0.0), req.get("age")
-        subscribers = req.get("subscribers", 0)
-        if not _is_int(frames) or not _is_int(subscribers) or not isinstance(fps, (int, float)) \
-                or not (age is None or isinstance(age, (int, float))):
-            raise BadRequest("heartbeat figures must be numbers")
-        figures = _figures_field(req)
+    def _heartbeat(self, req: Heartbeat) -> Reply:
+        entry = self._entries.get(req.name)
+        if entry is None or entry.info.token != req.token:
+            raise Refused("unknown", f"stream {req.name!r} is not registered with this token")
         if not entry.info.alive:
-            log.info("stream %s is alive again", name)
-        entry.info.alive = True
-        entry.info.frames, entry.info.fps = frames, float(fps)
-        entry.info.subscribers, entry.info.figures = subscribers, figures
+            log.info("stream %s is alive again", req.name)
+        info = entry.info
+        info.alive, info.frames, info.fps = True, req.frames, req.fps
+        info.subscribers, info.figures = req.subscribers, req.figures
         entry.last_seen = time.monotonic()
-        entry.frame_age_at_last_seen = None if age is None else float(age)
-        return {"ok": True}
+        entry.frame_age_at_last_seen = req.age
+        return Reply()
 
-    def _unregister(self, req: dict) -> dict:
-        name = validate_stream_name(req.get("name"))
-        entry = self._entries.get(name)
-        if entry is not None and entry.info.token == req.get("token"):
-            del self._entries[name]
-            log.info("unregistered %s", name)
-        return {"ok": True}
+    def _unregister(self, req: Unregister) -> Reply:
+        entry = self._entries.get(req.name)
+        if entry is not None and entry.info.token == req.token:
+            del self._entries[req.name]
+            log.info("unregistered %s", req.name)
+        return Reply()
 
-    def _lookup(self, req: dict) -> dict:
-        name = validate_stream_name(req.get("name"))
-        entry = self._entries.get(name)
+    def _lookup(self, req: Lookup) -> LookupReply:
+        entry = self._entries.get(req.name)
         if entry is None:
-            raise Refused("not_found", f"no stream named {name!r}")
-        return {"ok": True, "stream": self._describe(entry, time.monotonic())}
+            raise Refused("not_found", f"no stream named {req.name!r}")
+        return LookupReply(stream=self._describe(entry, time.monotonic()))
 
-    def _list(self, req: dict) -> dict:
+    def _list(self, req: Listing) -> ListReply:
         now = time.monotonic()
-        return {"ok": True,
-                "streams": [self._describe(e, now) for _, e in sorted(self._entries.items())],
-                "relays": [{"host": host, "endpoint": r.endpoint, "pid": r.pid,
-                            "alive": now - r.last_seen <= self.dead_after}
-                           for host, r in sorted(self._relays.items())]}
+        return ListReply(
+            streams=[self._describe(e, now) for _, e in sorted(self._entries.items())],
+            relays=[RelayInfo(host=host, endpoint=r.endpoint, pid=r.pid,
+                              alive=now - r.last_seen <= self.dead_after)
+                    for host, r in sorted(self._relays.items())])
 
-    def _describe(self, entry: _Entry, now: float) -> dict:
+    def _describe(self, entry: _Entry, now: float) -> StreamInfo:
         """A stream as clients see it: with the relay that serves its host, if one is alive."""
-        wire = entry.snapshot(now)
         relay = self._relays.get(entry.info.host)
-        wire["relay"] = relay.endpoint if relay and now - relay.last_seen <= self.dead_after \
-            else None
-        return wire
+        alive = relay is not None and now - relay.last_seen <= self.dead_after
+        return entry.snapshot(now, relay.endpoint if relay and alive else None)
 
-    def _relay(self, req: dict) -> dict:
+    def _relay(self, req: Relay) -> Reply:
         """A relay says it serves its host's streams (sent again every heartbeat)."""
-        host = _str_field(req, "host")
-        endpoint = _str_field(req, "endpoint")
-        if not endpoint.startswith("tcp://"):
-            raise BadRequest("field 'endpoint' of a relay must be a tcp:// address")
-        pid = _int_field(req, "pid", 1, MAX_PID)
+        host, endpoint, pid = req.host, req.endpoint, req.pid
         known = self._relays.get(host)
         if known is None:
             now = time.monotonic()
@@ -262,10 +253,10 @@ class Broker:
         if known is None or (known.endpoint, known.pid) != (endpoint, pid):
             log.info("relay for host %s at %s (pid %d)", host, endpoint, pid)
         self._relays[host] = _Relay(endpoint, pid, time.monotonic())
-        return {"ok": True}
+        return Reply()
 
-    def _ping(self, req: dict) -> dict:
-        return {"ok": True, "host": self.host}
+    def _ping(self, req: Ping) -> PingReply:
+        return PingReply(host=self.host)
 
     @staticmethod
     def _make_room(table: dict, cap: int, dead: Callable[[Any], bool], what: str,
@@ -281,8 +272,9 @@ class Broker:
         log.info("forgot the dead %s %s to make room for %s", what, oldest, newcomer)
         del table[oldest]
 
-    _handlers = {"register": _register, "heartbeat": _heartbeat, "unregister": _unregister,
-                 "lookup": _lookup, "list": _list, "ping": _ping, "relay": _relay}
+    _handlers: dict[type, Callable[[Broker, Any], Reply]] = {
+        Register: _register, Heartbeat: _heartbeat, Unregister: _unregister, Lookup: _lookup,
+        Listing: _list, Ping: _ping, Relay: _relay}
 
     # -- liveness --------------------------------------------------------------
 
@@ -313,9 +305,9 @@ class Broker:
 
     def _reclaim(self, entry: _Entry) -> None:
         info = entry.info
-        if info.host == self.host and not pid_alive(info.pid):
-            if reclaim(info.segment, info.token):
-                remove_dead_socket(info.name)
+        if info.host == self.host and not pid_alive(info.pid) and reclaim(info.segment,
+                                                                          info.token):
+            remove_dead_socket(info.name)
 
 
 def _limit_message_size(socket: zmq.Socket) -> None:
@@ -326,78 +318,3 @@ def _limit_message_size(socket: zmq.Socket) -> None:
 def _same_producer(a: StreamInfo, b: StreamInfo) -> bool:
     """The same process: a new ring generation of a live producer, not a rival."""
     return a.host == b.host and a.pid == b.pid
-
-
-def _decode(payload: bytes) -> dict:
-    try:
-        request = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_str_len=4096,
-                                  max_bin_len=4096, max_array_len=64, max_map_len=64)
-    except Exception as exc:
-        raise BadRequest(f"request is not valid msgpack: {type(exc).__name__}") from None
-    if not isinstance(request, dict):
-        raise BadRequest("request must be a msgpack map")
-    return request
-
-
-def _is_int(value: object) -> bool:
-    return type(value) is int and -(2**63) <= value < 2**63
-
-
-def _str_field(req: dict, key: str, limit: int = 255) -> str:
-    value = req.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
-        raise BadRequest(f"field {key!r} must be a printable string of 1 to {limit} characters")
-    return value
-
-
-def _int_field(req: dict, key: str, lo: int, hi: int) -> int:
-    value = req.get(key)
-    if not _is_int(value) or not lo <= value <= hi:
-        raise BadRequest(f"field {key!r} must be an integer in [{lo}, {hi}]")
-    return value
-
-
-def _token_field(req: dict) -> bytes:
-    token = req.get("token")
-    if not isinstance(token, bytes) or len(token) != 16:
-        raise BadRequest("field 'token' must be 16 bytes")
-    return token
-
-
-def _figures_field(req: dict) -> dict:
-    """A producer's own figures: a small map of short names to numbers."""
-    figures = req.get("figures", {})
-    if not isinstance(figures, dict) or len(figures) > MAX_FIGURES or not all(
-            isinstance(k, str) and 0 < len(k) <= 32 and k.isidentifier()
-            and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in figures.items()):
-        raise BadRequest(f"field 'figures' must map at most {MAX_FIGURES} names to numbers")
-    return figures
-
-
-def _stream_info(req: dict) -> StreamInfo:
-    token = _token_field(req)
-    shape = req.get("shape")
-    if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_NDIM
-            or not all(_is_int(n) and 0 < n < 2**31 for n in shape)):
-        raise BadRequest(f"field 'shape' must be a list of 1 to {MAX_NDIM} positive integers")
-    endpoint = _str_field(req, "endpoint")
-    if not endpoint.startswith(("ipc://", "tcp://")):
-        raise BadRequest("field 'endpoint' must be an ipc:// or tcp:// address")
-    name = validate_stream_name(req.get("name"))
-    segment = _str_field(req, "segment")
-    if not _SEGMENT.fullmatch(segment) or not segment.endswith("." + name):
-        raise BadRequest(f"field 'segment' must be a ring name ending in '.{name}'")
-    return StreamInfo(
-        name=name,
-        host=_str_field(req, "host"),
-        pid=_int_field(req, "pid", 1, MAX_PID),
-        segment=segment,
-        endpoint=endpoint,
-        token=token,
-        generation=_int_field(req, "generation", 0, 2**63 - 1),
-        shape=tuple(shape),
-        dtype=_str_field(req, "dtype", 15),
-        fmt=_str_field(req, "fmt", 15),
-        slots=_int_field(req, "slots", 1, 1024),
-    )

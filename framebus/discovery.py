@@ -1,8 +1,10 @@
-"""Talking to the broker: BrokerClient (the messages and StreamInfo: framebus/protocol/broker.py).
+"""Talking to the broker: BrokerClient.
 
 Requests and replies are msgpack maps on a DEALER/ROUTER pair. A request
 carries ``op`` and an ``id`` that the reply echoes; a reply carries ``ok``
 and, when it is false, ``error`` (for people) and ``code`` (for programs).
+Each is declared in framebus/protocol/broker.py, and a reply is decoded
+strictly there: a client trusts nothing that answers as its broker.
 Documented in docs/protocol.md.
 """
 
@@ -11,8 +13,9 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from typing import Any
 
-import msgpack
+import msgspec
 import zmq
 
 from . import config
@@ -24,9 +27,20 @@ from .errors import (
     StreamInUse,
     StreamNotFound,
 )
-from .names import validate_stream_name
-from .protocol.broker import MAX_MESSAGE, StreamInfo
 from .keys import is_local, secure_client
+from .names import validate_stream_name
+from .protocol.broker import (
+    REPLIES,
+    ListReply,
+    LookupReply,
+    R,
+    Refusal,
+    Reply,
+    StreamInfo,
+    decode_reply,
+    encode,
+    reply_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,43 +101,45 @@ class BrokerClient:
                                 "authorized keys")
         return BrokerUnavailable(message)
 
-    def request(self, op: str, timeout: float | None = None, **fields) -> dict:
-        """Send one request and return the reply's fields.
+    def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Send one request and return the reply's fields, as plain data.
 
-        Raises BrokerUnavailable when no reply comes in time, and the matching
-        FramebusError when the broker answers with an error.
+        Raises BrokerUnavailable when no reply comes in time, ProtocolError when the
+        reply is malformed, and the matching FramebusError when the broker refuses.
         """
+        reply = self._call(op, REPLIES.get(op, Reply), timeout, **fields)
+        return msgspec.to_builtins(reply, builtin_types=(bytes,))
+
+    def _call(self, op: str, expected: type[R], timeout: float | None, **fields: Any) -> R:
         timeout = self.timeout if timeout is None else timeout
         s = self._connect()
         rid = next(self._ids)
-        payload = msgpack.packb({"op": op, "id": rid, **fields})
+        payload = encode({"op": op, "id": rid, **fields})
         if s.poll(int(timeout * 1000), zmq.POLLOUT) == 0:
             raise self._unavailable(f"broker at {self.address} is not reachable")
         s.send_multipart([b"", payload])
         deadline = time.monotonic() + timeout
         while s.poll(max(0, int((deadline - time.monotonic()) * 1000)), zmq.POLLIN):
-            reply = _parse_reply(s.recv_multipart())
-            if reply is not None and reply.get("id") == rid:
-                return _check(reply)
+            frames = s.recv_multipart()
+            if len(frames) != 2 or frames[0] != b"":
+                log.warning("ignoring a broker reply of %d frames", len(frames))
+            elif reply_id(frames[1]) == rid:  # else a late reply to an earlier request
+                reply = decode_reply(frames[1], expected)
+                if isinstance(reply, Refusal):
+                    raise _ERRORS.get(reply.code, FramebusError)(reply.error)
+                return reply
         raise self._unavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
 
     def lookup(self, name: str, timeout: float | None = None) -> StreamInfo:
         validate_stream_name(name)
-        return StreamInfo.from_wire(self.request("lookup", timeout, name=name)["stream"])
+        return self._call("lookup", LookupReply, timeout, name=name).stream
 
     def streams(self, timeout: float | None = None) -> list[StreamInfo]:
-        reply = self.request("list", timeout)
-        items = reply.get("streams")
-        if not isinstance(items, list):
-            raise ProtocolError("broker list reply has no stream list")
-        return [StreamInfo.from_wire(d) for d in items]
+        return self._call("list", ListReply, timeout).streams
 
-    def relays(self, timeout: float | None = None) -> list[dict]:
+    def relays(self, timeout: float | None = None) -> list[dict[str, Any]]:
         """The relays the broker knows: host, endpoint, pid, alive."""
-        items = self.request("list", timeout).get("relays", [])
-        if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
-            raise ProtocolError("broker list reply has a malformed relay list")
-        return items
+        return [msgspec.structs.asdict(r) for r in self._call("list", ListReply, timeout).relays]
 
     def close(self) -> None:
         self._reset()
@@ -149,22 +165,3 @@ def streams(broker: str | None = None, timeout: float = 1.0) -> list[StreamInfo]
     """Every stream the broker knows, live or recently dead."""
     with BrokerClient(broker, timeout=timeout) as client:
         return client.streams()
-
-
-def _parse_reply(frames: list[bytes]) -> dict | None:
-    if len(frames) != 2 or frames[0] != b"" or len(frames[1]) > MAX_MESSAGE * 16:
-        log.warning("ignoring a malformed broker reply")
-        return None
-    try:
-        reply = msgpack.unpackb(frames[1], raw=False)
-    except Exception:
-        log.warning("ignoring a broker reply that is not msgpack")
-        return None
-    return reply if isinstance(reply, dict) else None
-
-
-def _check(reply: dict) -> dict:
-    if reply.get("ok") is True:
-        return reply
-    message = str(reply.get("error") or "broker refused the request")
-    raise _ERRORS.get(reply.get("code"), FramebusError)(message)

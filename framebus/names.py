@@ -12,7 +12,9 @@ import re
 from .errors import InvalidName
 
 MAX_NAME_LENGTH = 64
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: What a valid stream name matches, in full (framebus/protocol/fields.py uses it too).
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def validate_stream_name(name: object) -> str:

@@ -9,8 +9,9 @@ import pytest
 from framebus import ProtocolError
 from framebus.protocol.descriptor import Descriptor
 
-GOOD = Descriptor("cam1", 2, b"t" * 16, 41, 1, 1234, Fraction(1, 90000), 1_700_000_000_000_000_000,
-                  (1080, 1920, 3), "|u1", "bgr24")
+GOOD = Descriptor(stream="cam1", generation=2, token=b"t" * 16, seq=41, slot=1, pts=1234,
+                  time_base=Fraction(1, 90000), timestamp_ns=1_700_000_000_000_000_000,
+                  shape=(1080, 1920, 3), dtype="|u1", fmt="bgr24")
 
 
 def test_round_trip():

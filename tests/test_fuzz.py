@@ -370,8 +370,8 @@ class FakeProducer:
         self.ring.begin(seq)[...] = seq % 256
         slot = self.ring.commit(seq, seq, time.time_ns())
         _, _, stamp = self.ring.slot_info(slot)
-        d = Descriptor(self.name, 0, self.ring.token, seq, slot, seq, None, stamp, g.shape,
-                       g.dtype.str, g.fmt)
+        d = Descriptor(stream=self.name, generation=0, token=self.ring.token, seq=seq, slot=slot,
+                       pts=seq, timestamp_ns=stamp, shape=g.shape, dtype=g.dtype.str, fmt=g.fmt)
         self.socket.send(topic(self.name) + d.pack())
         self.seq += 1
 

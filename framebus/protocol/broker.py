@@ -1,55 +1,274 @@
-"""The broker's messages: requests, replies and StreamInfo. Documented in docs/protocol.md."""
+"""The broker's messages: requests, replies and StreamInfo. Documented in docs/protocol.md.
+
+Requests and replies are msgpack maps on a DEALER/ROUTER pair. A request carries ``op``
+(the tag of its type below) and an ``id`` that the reply echoes; a reply carries ``ok``
+and, when it is false, ``code`` (for programs) and ``error`` (for people). Both sides
+decode strictly through these types: the broker its requests, a client the replies, so
+that neither trusts whatever answers.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, TypeVar
 
-from ..errors import ProtocolError
+import msgspec
+from msgspec import Meta
 
+from .fields import (
+    Code,
+    Count,
+    Endpoint,
+    Int64,
+    Message,
+    Pid,
+    Shape,
+    Slots,
+    StreamName,
+    TcpEndpoint,
+    Text,
+    Token,
+    Word,
+    check_printable,
+    decode,
+)
+
+#: The broker's ZMQ_MAXMSGSIZE: ZeroMQ drops the connection of whoever sends more.
 MAX_MESSAGE = 64 * 1024
+#: Bytes, at most, of a request the broker decodes (the largest valid one has about 1000).
+MAX_REQUEST = 4096
+#: Bytes, at most, of a reply a client decodes: a full list.
+MAX_REPLY = 16 * MAX_MESSAGE
+#: The most streams and relays the broker keeps, and lists.
+MAX_STREAMS = 256
+MAX_RELAYS = 64
+MAX_FIGURES = 16
+
+FigureName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[^\W\d]\w*\Z")]
+#: A producer's own figures (a decoder's decode_fps, dropped, ...): identifiers to numbers.
+Figures = Annotated[dict[FigureName, int | float], Meta(max_length=MAX_FIGURES)]
+Segment = Annotated[str, Meta(max_length=255, pattern=r"^/[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")]
 
 
-@dataclass
-class StreamInfo:
+def _check_figures(figures: dict[str, Any]) -> None:
+    if not all(name.isidentifier() for name in figures):
+        raise ValueError("Expected identifiers as keys - at `$.figures`")
+
+
+class Registration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a producer registers: its stream, its ring and where its descriptors are."""
+
+    name: StreamName
+    host: Text
+    pid: Pid
+    #: The ring's shared-memory name: it ends in "." and the stream's name.
+    segment: Segment
+    #: Where the descriptors are published.
+    endpoint: Endpoint
+    token: Token
+    generation: Count
+    shape: Shape
+    dtype: Word
+    fmt: Word
+    slots: Slots
+
+    def __post_init__(self) -> None:
+        check_printable(self, "host", "endpoint")
+        if not self.segment.endswith("." + self.name):
+            raise ValueError(f"Expected a ring name ending in '.{self.name}' - at `$.segment`")
+
+
+class StreamInfo(Registration, kw_only=True):
     """What the broker knows about a stream."""
 
-    name: str
-    host: str
-    pid: int
-    segment: str
-    endpoint: str
-    token: bytes
-    generation: int
-    shape: tuple[int, ...]
-    dtype: str
-    fmt: str
-    slots: int
     alive: bool = True
     #: Producer figures from its last heartbeat.
-    frames: int = 0
+    frames: Int64 = 0
     fps: float = 0.0
     #: Seconds since the producer's last frame, or None before the first.
     age: float | None = None
     #: Subscribers connected to the producer's descriptors.
-    subscribers: int = 0
+    subscribers: Int64 = 0
     #: The producer's own figures, e.g. a decoder's decode_fps, dropped, decode_errors,
     #: reconnects.
-    figures: dict = field(default_factory=dict)
+    figures: Figures = msgspec.field(default_factory=dict)
     #: The relay serving the stream's host to other hosts, if one runs there.
-    relay: str | None = None
+    relay: TcpEndpoint | None = None
 
-    def to_wire(self) -> dict:
-        d = asdict(self)
-        d["shape"] = list(self.shape)
-        return d
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_figures(self.figures)
 
-    @classmethod
-    def from_wire(cls, d: object) -> StreamInfo:
-        if not isinstance(d, dict):
-            raise ProtocolError("stream info is not a map")
-        try:
-            info = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-        except TypeError as exc:
-            raise ProtocolError(f"incomplete stream info: {exc}") from None
-        info.shape = tuple(info.shape)
-        return info
+    def to_wire(self) -> dict[str, Any]:
+        """As a plain dict (shape a list), e.g. for JSON."""
+        return {**msgspec.structs.asdict(self), "shape": list(self.shape),
+                "figures": dict(self.figures)}
+
+
+# -- requests: the tag ``op`` says which -----------------------------------------------------
+
+class _Request(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True):
+    #: The client's own, echoed in the reply if it is an int64 (as it is from BrokerClient).
+    id: Any = None
+
+
+class Register(Registration, tag_field="op", tag="register"):
+    id: Any = None
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(**{name: getattr(self, name) for name in Registration.__struct_fields__})
+
+
+class Heartbeat(_Request, tag="heartbeat"):
+    name: StreamName
+    token: Token
+    frames: Int64 = 0
+    fps: float = 0.0
+    age: float | None = None
+    subscribers: Int64 = 0
+    figures: Figures = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_figures(self.figures)
+
+
+class Unregister(_Request, tag="unregister"):
+    name: StreamName
+    token: Token
+
+
+class Lookup(_Request, tag="lookup"):
+    name: StreamName
+
+
+class Listing(_Request, tag="list"):
+    pass
+
+
+class Ping(_Request, tag="ping"):
+    pass
+
+
+class Relay(_Request, tag="relay"):
+    """A relay says it serves its host's streams (sent again every heartbeat)."""
+
+    host: Text
+    endpoint: TcpEndpoint
+    pid: Pid
+
+    def __post_init__(self) -> None:
+        check_printable(self, "host", "endpoint")
+
+
+Request = Register | Heartbeat | Unregister | Lookup | Listing | Ping | Relay
+
+
+# -- replies -----------------------------------------------------------------------------------
+
+class Reply(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A request done: the reply of register, heartbeat, unregister and relay."""
+
+    ok: bool = True
+    id: Int64 | None = None
+
+    def __post_init__(self) -> None:
+        if self.ok is not True:
+            raise ValueError("Expected `true` - at `$.ok`")
+
+
+class LookupReply(Reply, kw_only=True):
+    stream: StreamInfo
+
+
+class RelayInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: Text
+    endpoint: TcpEndpoint
+    pid: Pid
+    alive: bool
+
+    def __post_init__(self) -> None:
+        check_printable(self, "host", "endpoint")
+
+
+class ListReply(Reply, kw_only=True):
+    streams: Annotated[list[StreamInfo], Meta(max_length=MAX_STREAMS)]
+    relays: Annotated[list[RelayInfo], Meta(max_length=MAX_RELAYS)]
+
+
+class PingReply(Reply, kw_only=True):
+    host: Text
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_printable(self, "host")
+
+
+class Refusal(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A request refused: ``code`` for programs, ``error`` for people."""
+
+    ok: bool = False
+    code: Code
+    error: Message
+    id: Int64 | None = None
+
+    def __post_init__(self) -> None:
+        if self.ok is not False:
+            raise ValueError("Expected `false` - at `$.ok`")
+        check_printable(self, "error")
+
+
+#: The reply each op gets when it is done (the others: Reply).
+REPLIES: dict[str, type[Reply]] = {"lookup": LookupReply, "list": ListReply, "ping": PingReply}
+R = TypeVar("R", bound=Reply)
+
+
+class _Head(msgspec.Struct):
+    """What a reply is before it is decoded: the rest skipped."""
+
+    ok: bool
+    id: Any = None
+
+
+class _Id(msgspec.Struct):
+    id: Any = None
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_REQUEST = msgspec.msgpack.Decoder(Request)
+_HEAD = msgspec.msgpack.Decoder(_Head)
+_ID = msgspec.msgpack.Decoder(_Id)
+_REPLY_TYPES: list[type] = [Refusal, Reply, *REPLIES.values()]
+_REPLIES: dict[type, msgspec.msgpack.Decoder[Any]] = {
+    t: msgspec.msgpack.Decoder(t) for t in _REPLY_TYPES}
+
+
+def encode(message: msgspec.Struct | dict[str, Any]) -> bytes:
+    return _ENCODER.encode(message)
+
+
+def decode_request(payload: bytes) -> Request:
+    """The request in *payload*; ProtocolError, naming the field, if it is malformed."""
+    return decode(_REQUEST, payload, "request", MAX_REQUEST)
+
+
+def request_id(payload: bytes) -> int | None:
+    """The id of a request, however malformed the rest, if it is an int64: for the refusal."""
+    try:
+        rid = _ID.decode(payload).id
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return rid if type(rid) is int and -(2**63) <= rid < 2**63 else None
+
+
+def reply_id(payload: bytes) -> Any:
+    """The id a reply echoes (anything, if it is malformed: then it is no reply's)."""
+    try:
+        return _HEAD.decode(payload).id if len(payload) <= MAX_REPLY else None
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def decode_reply(payload: bytes, expected: type[R]) -> R | Refusal:
+    """The broker's reply: the *expected* Reply, or a Refusal; ProtocolError if neither."""
+    what = f"reply from the broker ({expected.__name__})"
+    head = decode(_HEAD, payload, what, MAX_REPLY)
+    return decode(_REPLIES[expected if head.ok else Refusal], payload, what, MAX_REPLY)

@@ -13,38 +13,50 @@ The relay answers a credit with one frame, when there is one::
 
     [b"frame", <descriptor>, <codec: b"raw" | b"jpeg">, <payload>]
 
-where the descriptor is the producer's own (framebus/descriptor.py) and the
+where the descriptor is the producer's own (framebus/protocol/descriptor.py) and the
 payload the pixels (raw, exactly the descriptor's shape and dtype) or a JPEG of
 them. A request it cannot serve is answered ``[b"error", msgpack {"code", "error"}]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
-import msgpack
+import msgspec
+from msgspec import Meta
 
-from ..errors import ProtocolError
-from ..names import is_valid_stream_name
+from .fields import Code, Message, StreamName, Token, check_printable, decode, printable
 
 VERSION = 1
-CODECS = ("raw", "jpeg")
+Codec = Literal["raw", "jpeg"]
+CODECS: tuple[str, ...] = get_args(Codec)
 MAX_REQUEST = 512
+#: Bytes, at most, of an error reply.
+MAX_ERROR = 8192
 FRAME, ERROR = b"frame", b"error"
 
+Quality = Annotated[int, Meta(ge=1, le=100)]
+#: The seq of the last frame received, or -1 for none.
+After = Annotated[int, Meta(ge=-1, le=2**62 - 1)]
 
-@dataclass(frozen=True)
-class Want:
-    stream: str
-    codec: str = "raw"
-    quality: int = 90
-    token: bytes | None = None
-    after: int = -1
+
+class _Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True,
+               forbid_unknown_fields=True):
+    #: Required on the wire: parse_request reads it first, alone (_VERSION).
+    v: Literal[1] = 1
+
+
+class Want(_Request, tag="want", frozen=True):
+    """One credit: the newest frame of *stream* that the subscriber does not have."""
+
+    stream: StreamName
+    codec: Codec = "raw"
+    quality: Quality = 90
+    token: Token | None = None
+    after: After = -1
 
     def pack(self) -> bytes:
-        return msgpack.packb({"v": VERSION, "op": "want", "stream": self.stream,
-                              "codec": self.codec, "quality": self.quality,
-                              "token": self.token, "after": self.after})
+        return _ENCODER.encode(self)
 
     @property
     def setting(self) -> tuple[str, int]:
@@ -52,48 +64,46 @@ class Want:
         return (self.codec, self.quality if self.codec == "jpeg" else 0)
 
 
-BYE = msgpack.packb({"v": VERSION, "op": "bye"})
+class Bye(_Request, tag="bye", frozen=True):
+    """The subscriber is leaving."""
 
 
-def parse_request(data: bytes) -> Want | None:
+class ErrorReply(msgspec.Struct, forbid_unknown_fields=True):
+    """The msgpack part of ``[b"error", ...]``."""
+
+    code: Code
+    error: Message
+
+    def __post_init__(self) -> None:
+        check_printable(self, "error")
+
+
+class _Version(msgspec.Struct):
+    """Any message's version, the rest skipped: msgspec fills in a missing field's default,
+    and the version must be there."""
+
+    v: Literal[1]
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_VERSION = msgspec.msgpack.Decoder(_Version)
+_REQUEST = msgspec.msgpack.Decoder(Want | Bye)
+_ERROR = msgspec.msgpack.Decoder(ErrorReply)
+BYE = _ENCODER.encode(Bye())
+
+
+def parse_request(data: bytes | memoryview) -> Want | None:
     """A request: a Want, or None for bye. ProtocolError, with the reason, for anything else."""
-    if len(data) > MAX_REQUEST:
-        raise ProtocolError(f"request of {len(data)} bytes exceeds {MAX_REQUEST}")
-    try:
-        m = msgpack.unpackb(data, raw=False, max_str_len=128, max_bin_len=32,
-                            max_array_len=8, max_map_len=16)
-    except Exception as exc:  # msgpack raises many types on garbage
-        raise ProtocolError(f"request is not valid msgpack: {type(exc).__name__}") from None
-    # type(): True and 1.0 compare equal to 1, and are no version.
-    if not isinstance(m, dict) or type(m.get("v")) is not int or m["v"] != VERSION:
-        raise ProtocolError(f"request must be a map with v={VERSION}")
-    op = m.get("op")
-    if op == "bye":
-        return None
-    if op != "want":
-        raise ProtocolError(f"unknown op {op!r}")
-    stream, codec, quality = m.get("stream"), m.get("codec"), m.get("quality")
-    token, after = m.get("token"), m.get("after")
-    if not is_valid_stream_name(stream):
-        raise ProtocolError(f"invalid stream name {stream!r}")
-    if codec not in CODECS:
-        raise ProtocolError(f"codec must be one of {CODECS}, not {codec!r}")
-    if type(quality) is not int or not 1 <= quality <= 100:
-        raise ProtocolError("quality must be an integer from 1 to 100")
-    if token is not None and (not isinstance(token, bytes) or len(token) != 16):
-        raise ProtocolError("token must be 16 bytes or nil")
-    if type(after) is not int or not -1 <= after < 2**62:
-        raise ProtocolError("after must be a sequence number or -1")
-    return Want(stream, codec, quality, token, after)
+    decode(_VERSION, data, "request", MAX_REQUEST)
+    request = decode(_REQUEST, data, "request", MAX_REQUEST)
+    return request if isinstance(request, Want) else None
 
 
 def error_reply(code: str, message: str) -> list[bytes]:
-    return [ERROR, msgpack.packb({"code": code, "error": message})]
+    return [ERROR, _ENCODER.encode(ErrorReply(code, printable(message)[:1024]))]
 
 
-def parse_error(data: bytes) -> tuple[str, str]:
-    try:
-        m = msgpack.unpackb(data, raw=False, max_str_len=1024, max_map_len=4)
-        return str(m["code"]), str(m["error"])
-    except Exception:
-        raise ProtocolError("malformed error reply from the relay") from None
+def parse_error(data: bytes | memoryview) -> tuple[str, str]:
+    """The code and message of an error reply; ProtocolError if it is malformed."""
+    reply = decode(_ERROR, data, "error reply from the relay", MAX_ERROR)
+    return reply.code, reply.error

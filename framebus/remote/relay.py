@@ -18,9 +18,10 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import zmq
+from msgspec.structs import replace
 
 from .. import config
 from ..discovery import BrokerClient

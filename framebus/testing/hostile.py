@@ -700,7 +700,7 @@ class RelayProber(_Prober):
                 return got
             self.reply = _relay_reply(got)
             said = self.reply and self.reply.get("code") == "bad_request" and \
-                "stream name ''" in self.reply["error"]
+                "$.stream" in self.reply["error"]
             return ANSWERED if said else GARBLED
         got = self._dealer.exchange(message, self.timeout)
         if isinstance(got, str):
