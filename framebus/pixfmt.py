@@ -15,14 +15,20 @@ yuv420p    (h * 3 // 2, w)     planar I420: Y (h rows), then U, then V, each
 Producers may also publish ``bgra`` (h, w, 4), which ``to_bgr`` converts too. A
 format name framebus does not know is passed through untouched (``raw``, or a
 producer's own format): its shape is whatever the producer declared.
+
+OpenCV is imported by ``to_bgr`` alone, when it first converts: ``import framebus``
+does not load it.
 """
 
 from __future__ import annotations
 
-import cv2
+from typing import Literal, get_args
+
 import numpy as np
 
-FORMATS = ("bgr24", "rgb24", "gray", "yuv420p")
+#: The formats a decoder writes (``framebus decode --format``).
+Format = Literal["bgr24", "rgb24", "gray", "yuv420p"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 
 
 def shape_of(fmt: str, width: int, height: int) -> tuple[int, ...]:
@@ -70,6 +76,8 @@ def to_bgr(array: np.ndarray, fmt: str, out: np.ndarray | None = None) -> np.nda
             return array
         np.copyto(out, array)
         return out
+    import cv2
+
     codes = {"rgb24": cv2.COLOR_RGB2BGR, "gray": cv2.COLOR_GRAY2BGR,
              "yuv420p": cv2.COLOR_YUV2BGR_I420, "bgra": cv2.COLOR_BGRA2BGR}
     if fmt not in codes:
