@@ -1,4 +1,4 @@
-"""The soak's short run (bench/soak.py): a whole site under faults and garbage keeps every promise.
+"""The soak's short run (tests/soak): a whole site under faults and garbage keeps every promise.
 
 And first, that its checking reader can tell a wrong frame at all: a soak whose checks
 could not fail would prove nothing.
@@ -11,17 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import netns_available
-from rtsp import rtsp_available
+
+from framebus.testing.netns import netns_available
+from framebus.testing.rtsp import rtsp_available
 
 ROOT = Path(__file__).resolve().parent.parent
-SOAK = ROOT / "bench" / "soak.py"
-READER = ROOT / "bench" / "soak_consumer.py"
+# Run as modules of the package tests.soak, from the repository root.
+SOAK = ("-m", "tests.soak")
+READER = ("-m", "tests.soak.reader")
 SHORT_RUN = float(os.environ.get("FRAMEBUS_SOAK_SECONDS", "90"))
 
 
 def read_for(procs, stream: str, seconds: float, *args: str) -> dict:
-    reader = procs.start(str(READER), stream, *args, "--report", "0.5")
+    reader = procs.start(*READER, stream, *args, "--report", "0.5", cwd=ROOT)
     try:
         out, err = reader.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -74,9 +76,10 @@ def test_short_soak_keeps_every_promise(tmp_path):
     # Its own prefix and runtime dir: the suite's conftest sweep must not see its rings.
     env = {k: v for k, v in os.environ.items()
            if k not in ("FRAMEBUS_SHM_PREFIX", "FRAMEBUS_RUNTIME_DIR", "FRAMEBUS_BROKER")}
-    run = subprocess.run([sys.executable, str(SOAK), "--seconds", str(SHORT_RUN), "--seed", "7",
+    run = subprocess.run([sys.executable, *SOAK, "--seconds", str(SHORT_RUN), "--seed", "7",
                           "--json", str(report_path), "--work", str(tmp_path / "work")],
-                         capture_output=True, text=True, timeout=SHORT_RUN + 400, env=env)
+                         capture_output=True, text=True, timeout=SHORT_RUN + 400, env=env,
+                         cwd=ROOT)
     assert report_path.exists(), f"no report (exit {run.returncode}):\n{run.stderr[-5000:]}"
     report = json.loads(report_path.read_text())
     broken = [p for p in report["promises"] if not p["held"]]

@@ -1,8 +1,8 @@
-"""The soak's fuzzer (bench/soak.py): malformed requests at the broker or the relay, seeded.
+"""The soak's fuzzer (tests/soak): malformed requests at the broker or the relay, seeded.
 
-    python bench/soak_fuzz.py broker|relay ADDRESS --count N --seed S
+    python -m tests.soak.fuzz broker|relay ADDRESS --count N --seed S
 
-Sends N messages made by the fuzz tests' hypothesis strategies (tests/garbage.py):
+Sends N messages made by the fuzz tests' hypothesis strategies (framebus.testing.hostile):
 malformed envelopes, random and truncated bytes, wrong types and ranges in every field,
 oversized messages, requests for streams that do not exist. Each one must be refused with
 a reason, answered, or (oversized) cut by ZeroMQ; none may go unanswered, but for a want
@@ -13,18 +13,15 @@ Prints one JSON line: the count of each outcome, and whether the service still a
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from framebus import config  # noqa: E402
-from framebus.discovery import BrokerClient  # noqa: E402
-from framebus.errors import ProtocolError  # noqa: E402
-from framebus.protocol import relay as wire  # noqa: E402
-from framebus.testing import hostile as garbage  # noqa: E402
+from framebus import config
+from framebus.discovery import BrokerClient
+from framebus.errors import ProtocolError
+from framebus.protocol import relay as wire
+from framebus.testing import hostile as garbage
 
 SERVICES = {"broker": (garbage.broker_messages, garbage.BrokerProber),
             "relay": (garbage.relay_messages, garbage.RelayProber)}

@@ -1,12 +1,12 @@
-"""The soak's lying producer (bench/soak.py): a real stream whose descriptors are mostly lies.
+"""The soak's lying producer (tests/soak): a real stream whose descriptors are mostly lies.
 
-    python bench/soak_liar.py NAME --seed S      # in the site's host, FRAMEBUS_BROKER set
+    python -m tests.soak.liar NAME --seed S      # in the site's host, FRAMEBUS_BROKER set
 
 It publishes the built-in test pattern (frame *pts* is pattern frame *pts*) through a real
 ring at 30 frames a second and, before every frame, sends a few lies on its own
 descriptor socket, as a producer gone wrong could: garbage and truncated messages, other
 streams' names, slots, sequence numbers, tokens and generations that do not exist, wrong
-geometry (tests/garbage.py makes them, seeded), and replays of its own recent descriptors
+geometry (framebus.testing.hostile makes them, seeded), and replays of its own recent descriptors
 with the timestamps altered or the frame already gone. A reader of NAME must return only
 whole frames whose pixels are the pattern frame that their pts says.
 
@@ -19,18 +19,16 @@ import argparse
 import json
 import random
 import signal
-import sys
 import time
 from fractions import Fraction
-from pathlib import Path
+
+import msgspec
 
 import framebus
 from framebus.names import topic
 from framebus.protocol.descriptor import Descriptor
+from framebus.testing import hostile as garbage  # the fuzz tests' strategies
 from framebus.testsrc import TestPattern
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from framebus.testing import hostile as garbage  # noqa: E402  (the fuzz tests' strategies)
 
 SHAPE = (120, 160, 3)
 FPS = 30
@@ -48,8 +46,7 @@ def replayed(pub: framebus.Publisher, recent: list[Descriptor], rng: random.Rand
         {"seq": d.seq + pub._ring.slot_count},  # the same slot, a frame not yet written
         {},  # a plain replay: a frame older than one the reader may already have
     ])
-    fields = {**d.__dict__, **lie}
-    return topic(pub.name) + Descriptor(**fields).pack()
+    return topic(pub.name) + msgspec.structs.replace(d, **lie).pack()
 
 
 def main() -> None:
@@ -98,8 +95,9 @@ def published_last(pub: framebus.Publisher) -> Descriptor:
     slot = ring.slot_of(seq)
     _, pts, timestamp_ns = ring.slot_info(slot)
     g = ring.geometry
-    return Descriptor(pub.name, ring.generation, ring.token, seq, slot, pts, TIME_BASE,
-                      timestamp_ns, g.shape, g.dtype.str, g.fmt)
+    return Descriptor(stream=pub.name, generation=ring.generation, token=ring.token, seq=seq,
+                      slot=slot, pts=pts, time_base=TIME_BASE, timestamp_ns=timestamp_ns,
+                      shape=g.shape, dtype=g.dtype.str, fmt=g.fmt)
 
 
 if __name__ == "__main__":

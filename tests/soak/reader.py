@@ -1,15 +1,15 @@
-"""A subscriber for the soak (bench/soak.py) that checks every frame it is given.
+"""A subscriber for the soak (tests/soak) that checks every frame it is given.
 
-    python bench/soak_consumer.py STREAM --check pattern|marker|bars|shape [options]
+    python -m tests.soak.reader STREAM --check pattern|marker|bars|shape [options]
 
 Each frame is checked by content against what its producer must have written:
 
 - ``pattern``: the built-in test pattern (``framebus decode testsrc``), exactly, for the
   frame's pts (the pattern's frame index); a JPEG within --min-psnr dB of it;
-- ``marker``: a looping H.264 file made by tests/media.py, whose frames carry their index
+- ``marker``: a looping H.264 file made by framebus.testing.media, whose frames carry their index
   in blocks: the index read from the pixels must be the one the frame's pts says, and
   the picture within --min-psnr dB of the one encoded;
-- ``bars``: a live camera showing scrolling SMPTE bars (tests/rtsp_server.py --pattern
+- ``bars``: a live camera showing scrolling SMPTE bars (framebus/testing/rtsp_server.py --pattern
   bars), whose frame index nobody knows: in each of its top two bands (three quarters of
   the picture) every row must equal the band's median row, which a frame mixed from two
   frames of the scroll (a tear) breaks by 8 to 50 levels, where a whole frame keeps under 1;
@@ -34,18 +34,14 @@ import argparse
 import json
 import math
 import signal
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 import framebus
+from framebus.testing import media
 from framebus.testsrc import TestPattern
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from framebus.testing import media  # noqa: E402  (the test clips)
 
 #: How far (mean absolute levels) a row of a bars band may be from the band's median row.
 BARS_TOLERANCE = 3.0

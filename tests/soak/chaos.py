@@ -1,4 +1,4 @@
-"""The faults of the soak (bench/soak.py), one at a time, chosen by a seeded random generator.
+"""The faults of the soak (tests/soak), one at a time, chosen by a seeded random generator.
 
 Each fault breaks something, ends (the process is killed, or continued, the camera is back,
 the room in /dev/shm is given back), and is then given time to heal: the chaos waits until
@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from soak_site import (
-    BENCH,
+from .agents import ROOT, module
+from .site import (
     BROKER_PORT,
     FILE_STREAMS,
     PYTHON,
@@ -309,9 +309,9 @@ class Chaos:
     def fuzz_service(self, service: str) -> Fault:
         port = BROKER_PORT if service == "broker" else RELAY_PORT
         fault = Fault(f"fuzz_{service}", service, time.monotonic())
-        run = self.site.a.run([PYTHON, str(BENCH / "soak_fuzz.py"), service,
+        run = self.site.a.run([PYTHON, *module("fuzz"), service,
                                f"tcp://127.0.0.1:{port}", "--count", str(FUZZ_COUNT),
-                               "--seed", str(self.rng.randrange(2**32))], timeout=120)
+                               "--seed", str(self.rng.randrange(2**32))], timeout=120, cwd=ROOT)
         fault.end = time.monotonic()
         try:
             outcome = json.loads(run.stdout.strip().splitlines()[-1])

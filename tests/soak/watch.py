@@ -1,6 +1,6 @@
-"""The soak's observer (bench/soak.py): what the broker knows, as one JSON line 4 times a second.
+"""The soak's observer (tests/soak): what the broker knows, as one JSON line 4 times a second.
 
-    python bench/soak_watch.py        # in the site's host, with FRAMEBUS_BROKER set
+    python -m tests.soak.watch        # in the site's host, with FRAMEBUS_BROKER set
 
 Each line: ``{"t": monotonic, "ok": bool, "streams": {name: {"token", "pid", "alive",
 "frames"}}, "relays": [{"host", "pid", "alive"}]}``; "ok" is false while the broker does
