@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 import framebus
-from framebus.meter import Meter
 from framebus.options import broker_option
+from framebus.support.rates import RateMeter
 
 log = logging.getLogger("framebus.clients.view")
 
@@ -51,10 +51,10 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def status_line(sub: framebus.Subscriber, meter: Meter, counts: Counts) -> str:
-    latency = meter.latency_ms(50)
-    shown = "-" if latency is None else f"{latency:.1f} ms"
-    return (f"{meter.fps:.1f} fps  latency {shown}  dropped {sub.dropped}"
+def status_line(sub: framebus.Subscriber, meter: RateMeter, counts: Counts) -> str:
+    latency = meter.percentile(50)
+    shown = "-" if latency is None else f"{latency * 1e3:.1f} ms"
+    return (f"{meter.rate:.1f} fps  latency {shown}  dropped {sub.dropped}"
             f"  discarded {counts.discarded}")
 
 
@@ -128,7 +128,7 @@ def check_writable_image(path: Path) -> None:
 def view(sub: framebus.Subscriber, window: Window | None, snapshots: SnapshotFile,
          end: float | None) -> Counts:
     """Show frames until the user quits, *end* (monotonic) passes, or Ctrl-C."""
-    meter, counts = Meter(), Counts()
+    meter, counts = RateMeter(), Counts()
     try:
         while end is None or time.monotonic() < end:
             if window is not None and window.quit_requested():

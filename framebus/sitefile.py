@@ -27,7 +27,8 @@
     [streams.demo]
     source = "testsrc"
 
-A stream's options are those of ``framebus decode``; [broker] and [relay] say what
+A stream's options are those of ``framebus decode``, both read through one
+:class:`~framebus.spec.DecodeSpec`; [broker] and [relay] say what
 ``framebus broker`` and ``framebus relay`` are run with. Every key is checked: a typo
 is an error naming the table and the key, never silently ignored. An endpoint beyond
 loopback without curve_keys is refused here, as the broker and relay themselves would
@@ -38,55 +39,23 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found]
 
-from . import config, pixfmt
-from .errors import FramebusError, InvalidName
-from .names import validate_stream_name
+from . import config
+from .errors import InvalidName, SiteError, SpecError
 from .keys import KeyFileError, ServerKeys, is_local
+from .names import validate_stream_name
+from .spec import DecodeSpec
 
 #: The relay's own default endpoint (framebus/remote/relay.py DEFAULT_BIND), when [relay]
 #: has no bind: spelled out here so that the site file is read without loading the relay.
 RELAY_DEFAULT_BIND = "tcp://127.0.0.1:5556"
-
-
-class SiteError(FramebusError, ValueError):
-    """A site file that cannot be read or says something framebus does not accept."""
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """One stream of the site: what `framebus decode` is run with."""
-
-    name: str
-    source: str
-    format: str = "bgr24"
-    size: str | None = None
-    fps: float | None = None
-    slots: int = 8
-    loop: bool = False
-    fast: bool = False
-    transport: str = "tcp"
-    timeout: float = 5.0
-    threads: int = 0
-
-    def decode_args(self) -> list[str]:
-        """The command line of `framebus decode` for this stream (broker excluded)."""
-        args = ["decode", self.source, "--name", self.name, "--format", self.format,
-                "--slots", str(self.slots), "--transport", self.transport,
-                "--timeout", str(self.timeout), "--threads", str(self.threads)]
-        if self.size:
-            args += ["--size", self.size]
-        if self.fps:
-            args += ["--fps", str(self.fps)]
-        args += ["--loop"] * self.loop + ["--fast"] * self.fast
-        return args
 
 
 @dataclass(frozen=True)
@@ -131,11 +100,11 @@ class RelaySpec:
 @dataclass(frozen=True)
 class Site:
     broker: BrokerSpec
-    streams: dict[str, StreamSpec]
+    streams: dict[str, DecodeSpec]
     relay: RelaySpec | None = None
 
 
-_OPTIONS = {f.name for f in fields(StreamSpec)} - {"name"}
+__all__ = ["BrokerSpec", "DecodeSpec", "RelaySpec", "Site", "SiteError", "load", "parse"]
 _TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})")
 _WILDCARD_HOSTS = ("*", "0.0.0.0", "[::]")
 
@@ -168,7 +137,9 @@ def parse(data: dict, where: str = "site file", base: Path | None = None) -> Sit
             raise SiteError(f"{where}: [relay]: bind: {', '.join(sorted(taken))} is the "
                             "broker's already; give the relay a port of its own")
     defaults = _table(data.get("defaults", {}), f"{where}: [defaults]")
-    _check_options(defaults, f"{where}: [defaults]", require_source=False)
+    # Checked on their own, so that a bad default is blamed on [defaults]; a stand-in
+    # source, since a default source is allowed but not needed.
+    _spec({"source": "testsrc", **defaults}, f"{where}: [defaults]", "defaults")
     streams_table = _table(data.get("streams", {}), f"{where}: [streams]")
     if not streams_table:
         raise SiteError(f"{where}: no streams; add a [streams.NAME] table with a source")
@@ -179,9 +150,7 @@ def parse(data: dict, where: str = "site file", base: Path | None = None) -> Sit
             validate_stream_name(name)
         except InvalidName as exc:
             raise SiteError(f"{context}: {exc}") from None
-        merged = {**defaults, **_table(options, context)}
-        _check_options(merged, context, require_source=True)
-        streams[name] = StreamSpec(name=name, **merged)
+        streams[name] = _spec({**defaults, **_table(options, context)}, context, name)
     return Site(broker, streams, relay)
 
 
@@ -282,7 +251,7 @@ def _needs_keys(endpoints: tuple[str, ...], keys: str | None, context: str, who:
 
 def _is_tcp(endpoint: str) -> bool:
     match = _TCP.fullmatch(endpoint)
-    return bool(match) and 1 <= int(match.group(2)) <= 65535
+    return match is not None and 1 <= int(match.group(2)) <= 65535
 
 
 def _wildcard(endpoint: str) -> bool:
@@ -295,35 +264,9 @@ def _table(value: object, context: str) -> dict:
     return value
 
 
-def _check_options(options: dict, context: str, require_source: bool) -> None:
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise SiteError(f"{context}: unknown option(s) {sorted(unknown)}; "
-                        f"known: {', '.join(sorted(_OPTIONS))}")
-    if require_source and not isinstance(options.get("source"), str):
-        raise SiteError(f"{context}: needs a source (a file, URL, /dev/videoN or testsrc)")
-    checks = {
-        "source": lambda v: isinstance(v, str) and v.strip() != "",
-        "format": lambda v: v in pixfmt.FORMATS,
-        "size": lambda v: isinstance(v, str) and _is_size(v),
-        "fps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-        "slots": lambda v: type(v) is int and 1 <= v <= 1024,
-        "loop": lambda v: isinstance(v, bool),
-        "fast": lambda v: isinstance(v, bool),
-        "transport": lambda v: v in ("tcp", "udp"),
-        "timeout": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-        "threads": lambda v: type(v) is int and 0 <= v <= 64,
-    }
-    hints = {"format": f"one of {', '.join(pixfmt.FORMATS)}", "size": "WIDTHxHEIGHT",
-             "slots": "an integer from 1 to 1024", "transport": "tcp or udp",
-             "fps": "a positive number", "timeout": "a positive number of seconds",
-             "loop": "true or false", "fast": "true or false", "source": "a non-empty string",
-             "threads": "an integer from 0 (FFmpeg's choice) to 64"}
-    for key, value in options.items():
-        if not checks[key](value):
-            raise SiteError(f"{context}: {key} = {value!r} is not valid; expected {hints[key]}")
-
-
-def _is_size(text: str) -> bool:
-    parts = text.lower().split("x")
-    return len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts)
+def _spec(options: dict, context: str, name: str) -> DecodeSpec:
+    """Stream *name*'s options as a DecodeSpec; the name is the table's, not a key."""
+    try:
+        return DecodeSpec.convert(options, name=name)
+    except (SpecError, InvalidName) as exc:
+        raise SiteError(f"{context}: {exc}") from None

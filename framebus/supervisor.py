@@ -11,19 +11,17 @@ and reclaim whatever ring a killed child left behind.
 
 Children run in their own process groups, so a Ctrl-C in the terminal reaches the
 supervisor alone and the children are stopped in order; should the supervisor itself
-be killed, the kernel sends them SIGTERM (PR_SET_PDEATHSIG).
+be killed, the kernel sends them SIGTERM (PR_SET_PDEATHSIG). Both are
+``framebus.support.children``'s: ``spawn``, ``stop`` and ``die_with_parent``.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +30,16 @@ from pathlib import Path
 
 from . import sitefile
 from .discovery import broker_answers
+from .errors import SiteError
 from .leftovers import clean_after, reclaim_stale
+from .spec import DecodeSpec
+from .support import children
+from .support.backoff import Backoff
+from .support.children import PARENT_ENV, die_with_parent
+
+#: The names bench/ and older callers know them by (their home is support/children.py).
+die_with_supervisor = die_with_parent
+__all__ = ["PARENT_ENV", "Child", "Supervisor", "die_with_supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,7 @@ class Child:
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
         self.due = 0.0  # when to (re)start, monotonic
-        self.failures = 0  # deaths in a row, each soon after its start
+        self.backoff = Backoff(RESTART_FIRST, RESTART_CAP, stable_after=STABLE_AFTER)
         self.restarts = 0
         self.last_words: collections.deque[str] = collections.deque(maxlen=3)
 
@@ -64,10 +71,9 @@ class Child:
 
     def start(self) -> None:
         self.last_words.clear()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "framebus", *self.args], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-            start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())})
+        self.proc = children.spawn(
+            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, errors="replace")
         self.started = time.monotonic()
         threading.Thread(target=self._relay, args=(self.proc.stderr,), daemon=True,
                          name=f"framebus-up-{self.name}").start()
@@ -91,17 +97,15 @@ class Child:
 
     def schedule_restart(self, now: float) -> float:
         """Set when to start again; returns the delay."""
-        ran = now - self.started
-        self.failures = 0 if ran >= STABLE_AFTER else self.failures + 1
-        delay = 0.0 if not self.failures else min(RESTART_CAP,
-                                                   RESTART_FIRST * 2 ** (self.failures - 1))
+        delay = 0.0 if self.backoff.stable(now - self.started) else self.backoff.next()
         self.due = now + delay
         self.restarts += 1
         return delay
 
     def status(self, now: float) -> str:
         """For a display: its pid, or when it starts again, and how often it was restarted."""
-        state = f"pid {self.proc.pid}" if self.running else \
+        proc = self.proc
+        state = f"pid {proc.pid}" if proc is not None and proc.poll() is None else \
             f"starting in {max(0.0, self.due - now):.1f} s"
         return state + (f", restarted {self.restarts}x" if self.restarts else "")
 
@@ -110,13 +114,8 @@ class Child:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        _signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s: did not stop within %.0f s; killing it", self.name, timeout)
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
+        if children.stop(proc, timeout) == -signal.SIGKILL:
+            log.warning("%s: did not stop within %.0f s; killed it", self.name, timeout)
         log.info("%s: stopped", self.name)
 
 
@@ -204,7 +203,7 @@ class Supervisor:
         deadline = time.monotonic() + 10
         while not broker_answers(address):
             if not self.broker.running or time.monotonic() > deadline:
-                raise sitefile.SiteError(f"the broker did not start at {address}: "
+                raise SiteError(f"the broker did not start at {address}: "
                                          f"{' '.join(self.broker.last_words) or 'no reason given'}")
             time.sleep(0.1)
 
@@ -216,8 +215,8 @@ class Supervisor:
         self.relay = None if spec is None else \
             Child("relay", spec.relay_args(self.site.broker.address))
 
-    def _add(self, spec: sitefile.StreamSpec) -> None:
-        self.streams[spec.name] = Child(spec.name, [*spec.decode_args(),
+    def _add(self, spec: DecodeSpec) -> None:
+        self.streams[spec.name] = Child(spec.name, [*spec.args(),
                                                     "--broker", self.site.broker.address])
 
     def _remove(self, name: str) -> None:
@@ -228,7 +227,7 @@ class Supervisor:
         """Re-read the site file; apply what changed, keep everything else running."""
         try:
             site = sitefile.load(self.path)
-        except sitefile.SiteError as exc:
+        except SiteError as exc:
             log.error("reload refused, the running site stays as it was: %s", exc)
             return
         if site.broker != self.site.broker:
@@ -257,37 +256,8 @@ class Supervisor:
         self.site = site
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-#: Set in the children's environment: each asks the kernel for SIGTERM when we die.
-PARENT_ENV = "FRAMEBUS_SUPERVISOR_PID"
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_supervisor() -> None:
-    """In a child of `framebus up`: be sent SIGTERM when the supervisor dies, however it dies.
-
-    Called at the child's start rather than from a preexec_fn, which is unsafe in a
-    process with threads. If the supervisor died before the call, exit now.
-    """
-    parent = os.environ.get(PARENT_ENV)
-    if not parent:
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if str(os.getppid()) != parent:
-        sys.exit(0)

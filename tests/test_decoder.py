@@ -75,7 +75,8 @@ def test_pixel_formats_and_scaling(procs, broker, stream_name, tmp_path, fmt):
     assert bgr is not None and bgr.shape == (360, 480, 3)
     luma = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     index = media.marker_in_luma(luma, 480, source_width=320)
-    expected = cv2.resize(media.picture(index, 320, 240), (480, 360), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(media.picture(index, 320, 240), (480, 360),
+                          interpolation=cv2.INTER_LINEAR)
     assert media.psnr(luma, cv2.cvtColor(expected, cv2.COLOR_BGR2GRAY)) > 28
     if fmt != "gray":
         assert media.psnr(bgr, expected) > 25
@@ -130,7 +131,8 @@ def test_a_truncated_file_delivers_what_precedes_the_damage(procs, broker, strea
     assert worker.returncode in (0, 1), err
 
 
-def test_corrupt_packets_are_skipped_counted_and_never_delivered(procs, broker, stream_name, tmp_path):
+def test_corrupt_packets_are_skipped_counted_and_never_delivered(procs, broker, stream_name,
+                                                                 tmp_path):
     data = bytearray(media.encode(tmp_path / "clip.mp4", 75, fps=25).read_bytes())
     at = len(data) * 4 // 10
     data[at:at + 3000] = np.random.default_rng(7).integers(0, 256, 3000, np.uint8).tobytes()

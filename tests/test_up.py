@@ -175,6 +175,32 @@ def test_up_restarts_a_killed_decoder_and_the_other_stream_never_stops(
     assert not broker_answers(broker_address), "the broker up started is stopped too"
 
 
+def test_ctrl_c_to_ups_process_group_stops_the_site_and_leaves_nothing(
+        procs, broker_address, stream_name, tmp_path):
+    """As a terminal's Ctrl-C does: SIGINT to up's whole process group. Its children run in
+    groups of their own, so up alone gets it, and stops them in order."""
+    a, b = stream_name + "a", stream_name + "b"
+    site = tmp_path / "site.toml"
+    write_site(site, {a: {"source": "testsrc", "size": "64x48", "fps": 30},
+                      b: {"source": "testsrc", "size": "64x48", "fps": 30,
+                          "format": "yuv420p"}},
+               f'[broker]\naddress = "{broker_address}"\n\n'
+               f'[relay]\nbind = ["tcp://127.0.0.1:{free_port()}"]\n')
+    up = procs.framebus("up", str(site))
+    wait_until(alive(a), 20, what=f"{a} to run")
+    wait_until(alive(b), 10, what=f"{b} to run")
+    pids = [child_pid(up.pid, what) for what in ("broker", "relay", "decode")]
+    assert None not in pids and len(leftover_segments()) == 2
+    os.killpg(up.pid, signal.SIGINT)
+    _, err = up.communicate(timeout=30)
+    assert up.returncode == 0, err
+    assert "Traceback" not in err and "everything stopped" in err
+    assert f"{a}: stopped" in err and f"{b}: stopped" in err and "broker: stopped" in err
+    assert "died" not in err, "no child was interrupted: each was stopped"
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not leftover_segments() and not broker_answers(broker_address)
+
+
 def test_sighup_applies_only_what_changed(procs, broker_address, stream_name, tmp_path):
     keep, drop, add = stream_name + "k", stream_name + "d", stream_name + "n"
     site = tmp_path / "site.toml"
@@ -445,3 +471,51 @@ def test_the_site_files_relay_default_and_example_are_the_real_ones(tmp_path):
     site = sitefile.load(tmp_path / "site.toml")
     assert site.broker.bind == ("tcp://10.0.0.5:5555",) and site.broker.curve_keys == str(keys)
     assert site.relay.advertise == "tcp://10.0.0.5:5556" and len(site.relay.bind) == 2
+
+
+def test_a_streams_command_line_gives_back_its_spec():
+    """up runs each stream as `framebus decode ARGS`; parsed by decode's own options, the
+    arguments are the stream's spec again, field for field."""
+    from framebus.cli.site import decode
+    from framebus.spec import DecodeSpec
+
+    site = sitefile.parse({"streams": {
+        "plain": {"source": "testsrc"},
+        "every": {"source": "rtsp://192.0.2.1/s", "format": "yuv420p", "size": "320x240",
+                  "fps": 7.5, "slots": 3, "loop": True, "fast": True, "transport": "udp",
+                  "timeout": 0.5, "threads": 2},
+    }})
+    for spec in [*sitefile.load(EXAMPLE).streams.values(), *site.streams.values()]:
+        args = spec.args()
+        assert args[0] == "decode"
+        ctx = decode.make_context("decode", args[1:] + ["--broker", "tcp://127.0.0.1:1"])
+        options = {k: v for k, v in ctx.params.items() if k != "broker"}
+        assert DecodeSpec.convert(options) == spec, args
+
+
+BAD_STREAMS = {
+    "fps = true": "[streams.cam1]: fps = True is not valid; expected a number > 0",
+    "slots = 8.0": "[streams.cam1]: slots = 8.0 is not valid; expected an integer from 1 to 1024",
+    'size = "640"': "[streams.cam1]: size = '640' is not valid; expected WIDTHxHEIGHT",
+    'transport = "http"': ("[streams.cam1]: transport = 'http' is not valid; expected one of "
+                           "tcp, udp"),
+    "threads = 65": "[streams.cam1]: threads = 65 is not valid; expected an integer from 0 to 64",
+    "loop = 1": "[streams.cam1]: loop = 1 is not valid; expected true or false",
+    'name = "other"': "[streams.cam1]: unknown option(s) ['name']",
+    'source = " "': "[streams.cam1]: source = ' ' is not valid",
+}
+
+
+@pytest.mark.parametrize("line,expected", BAD_STREAMS.items(), ids=BAD_STREAMS.keys())
+def test_every_bad_stream_option_is_named_with_its_table(tmp_path, line, expected):
+    site = tmp_path / "site.toml"
+    source = "" if line.startswith("source") else "source = 'testsrc'\n"
+    site.write_text(f"[streams.cam1]\n{source}{line}\n")
+    with pytest.raises(framebus.SiteError) as caught:
+        sitefile.load(site)
+    assert str(caught.value).startswith(f"{site}: ") and expected in str(caught.value)
+    # The same value in [defaults] is blamed on [defaults].
+    if not line.startswith(("name", "source")):
+        site.write_text(f"[defaults]\n{line}\n[streams.cam1]\nsource = 'testsrc'\n")
+        with pytest.raises(framebus.SiteError, match=r"\[defaults\]: "):
+            sitefile.load(site)

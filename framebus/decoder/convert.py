@@ -22,6 +22,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from .. import pixfmt
+from ..spec import Size
 
 INTERPOLATION = "BILINEAR"
 
@@ -32,12 +33,15 @@ class Converter:
     Keeps one swscale context across frames: use one Converter per decoding thread.
     """
 
-    def __init__(self, fmt: str, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, fmt: str, size: Size | tuple[int, int] | None = None) -> None:
         if fmt not in pixfmt.FORMATS:
             raise ValueError(f"unknown output format {fmt!r}; choose among "
                              f"{', '.join(pixfmt.FORMATS)}")
         self.fmt = fmt
-        self.size = size
+        self.size: tuple[int, int] | None = None
+        if size is not None:
+            width, height = size
+            self.size = (width, height)
         self._reformatter = VideoReformatter()
 
     def output_size(self, frame: av.VideoFrame) -> tuple[int, int]:

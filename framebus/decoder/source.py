@@ -19,6 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..errors import SourceError
+from ..spec import DecodeSpec
 from ..testsrc import TestPattern
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,6 @@ TESTSRC = "testsrc"
 #: The test pattern's picture when --size does not say.
 TESTSRC_SIZE = (640, 480)
 TESTSRC_FPS = 30.0
-
-
-class SourceError(Exception):
-    """A source that cannot be opened or read; the message is one line for people."""
 
 
 @dataclass(frozen=True)
@@ -70,17 +68,6 @@ class Source:
         return self.url
 
 
-@dataclass
-class OpenOptions:
-    """How to open a source: transport and timeouts for network ones, the test pattern's rate."""
-
-    rtsp_transport: str = "tcp"
-    timeout: float = 5.0  # seconds, for connecting and for every read
-    threads: int = 0  # decoder threads, 0: as many as FFmpeg likes
-    testsrc_size: tuple[int, int] = TESTSRC_SIZE
-    testsrc_fps: float = TESTSRC_FPS
-
-
 class Input:
     """An opened source: its frames, its time base, and a close() that always works."""
 
@@ -92,36 +79,42 @@ class Input:
     def close(self) -> None:
         pass
 
-    #: Corrupt packets met so far, and frames skipped because of them.
-    errors = 0
+    #: Frames skipped because of corrupt packets, so far.
     broken = 0
 
+    @property
+    def errors(self) -> int:
+        """Corrupt packets met so far."""
+        return 0
 
-def open_source(source: Source, options: OpenOptions) -> Input:
-    """Open *source*; raises SourceError with a one-line reason if it cannot be."""
+
+def open_source(source: Source, spec: DecodeSpec) -> Input:
+    """Open *source* as *spec* says (transport, timeout, threads; the test pattern's size
+    and rate); raises SourceError with a one-line reason if it cannot be."""
     if source.kind == "testsrc":
-        return PatternInput(options.testsrc_size, options.testsrc_fps)
+        width, height = spec.size or TESTSRC_SIZE
+        return PatternInput((width, height), spec.fps or TESTSRC_FPS)
     if source.kind == "file" and not Path(source.url).is_file():
         raise SourceError(f"no such file: {source.url}")
     try:
-        container = av.open(source.url, mode="r", **_open_arguments(source, options))
+        container = av.open(source.url, mode="r", **_open_arguments(source, spec))
     except (av.FFmpegError, OSError) as exc:
         raise SourceError(f"cannot open {source}: {_reason(exc)}") from None
     try:
-        return ContainerInput(container, options.threads)
+        return ContainerInput(container, spec.threads)
     except SourceError:
         container.close()
         raise
 
 
-def _open_arguments(source: Source, options: OpenOptions) -> dict:
-    timeout_us = str(int(options.timeout * 1e6))
+def _open_arguments(source: Source, spec: DecodeSpec) -> dict:
+    timeout_us = str(int(spec.timeout * 1e6))
     opts: dict[str, str] = {}
     fmt = None
     if source.kind == "network":
         scheme = source.url.split("://", 1)[0].lower()
         if scheme in ("rtsp", "rtsps"):
-            opts["rtsp_transport"] = options.rtsp_transport
+            opts["rtsp_transport"] = spec.transport
             opts["timeout"] = timeout_us  # socket I/O timeout of the RTSP demuxer
         else:
             opts["rw_timeout"] = timeout_us  # every other protocol's read timeout
@@ -129,7 +122,7 @@ def _open_arguments(source: Source, options: OpenOptions) -> dict:
     elif source.kind == "device":
         fmt = "v4l2"
     # open_timeout bounds the whole opening, whatever the protocol's own timeouts do.
-    return {"format": fmt, "container_options": opts, "timeout": (options.timeout, options.timeout)}
+    return {"format": fmt, "container_options": opts, "timeout": (spec.timeout, spec.timeout)}
 
 
 def _reason(exc: BaseException) -> str:
@@ -147,12 +140,14 @@ class ContainerInput(Input):
         self._stream = stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
-        self.time_base = stream.time_base
+        # FFmpeg gives every video stream a time base; MPEG's 90 kHz should one lack it.
+        time_base = stream.time_base or Fraction(1, 90000)
+        self.time_base = time_base
         # Raw elementary streams (.h264 files, tcp:// feeds) carry no timestamps, and an
         # RTSP stream's first frame may lack one: such frames get the previous frame's
         # pts plus one frame at the stream's nominal rate.
         rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
-        self._step = max(1, round(1 / (rate * self.time_base)))
+        self._step = max(1, round(1 / (rate * time_base)))
         self._last_pts: int | None = None
         self._errors = 0
         self.broken = 0  # frames skipped after a decode error, until the next key frame

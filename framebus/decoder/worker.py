@@ -1,7 +1,11 @@
 """The decoder worker: one source decoded into one stream, for as long as it runs.
 
-    worker = DecodeWorker(Source.parse("rtsp://cam/stream"), DecodeOptions(name="cam1"))
+    spec = DecodeSpec.convert({"source": "rtsp://cam/stream", "name": "cam1", "fps": 10})
+    worker = DecodeWorker(spec)
     worker.run()            # until the source ends (files) or stop is set
+
+The spec (``framebus/spec.py``) is what ``framebus decode`` and a site file's stream
+say, field for field.
 
 Files play at their own timing unless ``fast``; ``loop`` restarts them at the end
 with timestamps that keep counting. A live source is read as it comes; when it
@@ -16,75 +20,54 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 
+from ..errors import SourceError
 from ..publisher import Publisher
+from ..spec import DecodeSpec
+from ..support.backoff import Backoff
+from ..support.rates import RateMeter
 from .convert import Converter
-from .source import (
-    TESTSRC_FPS,
-    TESTSRC_SIZE,
-    ContainerInput,
-    Input,
-    OpenOptions,
-    Source,
-    SourceError,
-    open_source,
-)
+from .source import ContainerInput, Input, Source, open_source
 
 log = logging.getLogger(__name__)
 
 #: A live frame later than this behind the pace the source set is not converted
 #: but dropped, so a decoder that fell behind catches up instead of lagging for ever.
 LATE = 0.1
+#: A live source that drops is reconnected after BACKOFF_FIRST, doubling up to
+#: BACKOFF_CAP while it keeps failing; one that stayed up STABLE_AFTER starts over.
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
-
-
-@dataclass
-class DecodeOptions:
-    name: str
-    fmt: str = "bgr24"
-    size: tuple[int, int] | None = None  # (width, height); None: the source's
-    fps: float | None = None  # thin to this rate; None: every frame
-    slots: int = 8
-    loop: bool = False
-    fast: bool = False  # files: as fast as they decode, not at their own timing
-    rtsp_transport: str = "tcp"
-    timeout: float = 5.0
-    threads: int = 0
-    broker: str | None = None
+STABLE_AFTER = 10.0
 
 
 class Figures:
     """The worker's counters; the Publisher's heartbeat carries them to the broker."""
 
     def __init__(self) -> None:
-        self.decoded = 0
+        self.decoding = RateMeter()  # every decoded frame
         self.dropped = 0  # decoded but not published: late, or broken by a corrupt packet
         self.decode_errors = 0
         self.reconnects = 0
-        self._rate_mark = (time.monotonic(), 0)
-        self.decode_fps = 0.0
+
+    @property
+    def decoded(self) -> int:
+        return self.decoding.total
 
     def tick(self) -> None:
-        self.decoded += 1
-        now = time.monotonic()
-        then, before = self._rate_mark
-        if now - then >= 1.0:
-            self.decode_fps = (self.decoded - before) / (now - then)
-            self._rate_mark = (now, self.decoded)
+        self.decoding.add()
 
     def idle(self) -> None:
-        self.decode_fps = 0.0
-        self._rate_mark = (time.monotonic(), self.decoded)
+        """The source went away: no decode rate until it is back."""
+        self.decoding.reset()
 
     def as_dict(self, current: Input | None = None) -> dict:
         """The figures, counting those of the input being read too."""
         errors, broken = (current.errors, current.broken) if current else (0, 0)
-        return {"decoded": self.decoded, "decode_fps": round(self.decode_fps, 2),
+        return {"decoded": self.decoded, "decode_fps": round(self.decoding.rate, 2),
                 "dropped": self.dropped + broken, "decode_errors": self.decode_errors + errors,
                 "reconnects": self.reconnects}
 
@@ -95,13 +78,19 @@ class Figures:
 
 
 class DecodeWorker:
-    """Decodes *source* into stream *options.name* until the source ends or *stop* is set."""
+    """Decodes *spec.source* into stream *spec.name* until the source ends or stop() is
+    called; registers with the broker at *broker* (default: $FRAMEBUS_BROKER).
 
-    def __init__(self, source: Source, options: DecodeOptions) -> None:
-        self.source = source
-        self.options = options
-        self.converter = Converter(options.fmt, options.size)
+    Raises SourceError for a SOURCE it cannot tell the kind of.
+    """
+
+    def __init__(self, spec: DecodeSpec, broker: str | None = None) -> None:
+        self.spec = spec
+        self.broker = broker
+        self.source = Source.parse(spec.source)
+        self.converter = Converter(spec.format, spec.size)
         self.figures = Figures()
+        self._backoff = Backoff(BACKOFF_FIRST, BACKOFF_CAP, stable_after=STABLE_AFTER)
         self.publisher: Publisher | None = None
         self._input: Input | None = None
         self._stop = threading.Event()
@@ -127,8 +116,8 @@ class DecodeWorker:
         figures = self.figures.as_dict()
         if figures["decode_errors"]:
             log.warning("%s: %d corrupt packets; %d frames skipped for them or for being late",
-                        self.options.name, figures["decode_errors"], figures["dropped"])
-        log.info("%s: stopped; %s", self.options.name, figures)
+                        self.spec.name, figures["decode_errors"], figures["dropped"])
+        log.info("%s: stopped; %s", self.spec.name, figures)
         return status
 
     # -- files ---------------------------------------------------------------------
@@ -140,12 +129,12 @@ class DecodeWorker:
             try:
                 end = self._pump(offset)
             except SourceError as exc:
-                log.error("%s: %s", self.options.name, exc)
+                log.error("%s: %s", self.spec.name, exc)
                 return 1
-            if not self.options.loop or self._stop.is_set():
+            if not self.spec.loop or self._stop.is_set():
                 return 0
             if end is None:
-                log.error("%s: %s has no frames to loop over", self.options.name, self.source)
+                log.error("%s: %s has no frames to loop over", self.spec.name, self.source)
                 return 1
             offset = end
             assert isinstance(self._input, ContainerInput)
@@ -155,30 +144,28 @@ class DecodeWorker:
     # -- live sources ----------------------------------------------------------------
 
     def _run_live(self) -> int:
-        backoff = BACKOFF_FIRST
         while not self._stop.is_set():
             started = time.monotonic()
             try:
                 self._pump(0)
-                log.warning("%s: %s ended", self.options.name, self.source)
+                log.warning("%s: %s ended", self.spec.name, self.source)
             except SourceError as exc:
-                log.warning("%s: %s", self.options.name, exc)
+                log.warning("%s: %s", self.spec.name, exc)
             self._close_input()
             self.figures.idle()
-            if time.monotonic() - started > 10 * backoff:
-                backoff = BACKOFF_FIRST  # it ran a good while: start the backoff over
+            self._backoff.stable(time.monotonic() - started)  # a good long run starts over
             while not self._stop.is_set():
-                log.info("%s: reconnecting in %.1f s", self.options.name, backoff)
-                if self._stop.wait(backoff):
+                delay = self._backoff.next()
+                log.info("%s: reconnecting in %.1f s", self.spec.name, delay)
+                if self._stop.wait(delay):
                     break
-                backoff = min(BACKOFF_CAP, backoff * 2)
                 try:
                     self._input = self._open()
                 except SourceError as exc:
-                    log.warning("%s: %s", self.options.name, exc)
+                    log.warning("%s: %s", self.spec.name, exc)
                     continue
                 self.figures.reconnects += 1
-                log.info("%s: reconnected to %s", self.options.name, self.source)
+                log.info("%s: reconnected to %s", self.spec.name, self.source)
                 break
         return 0
 
@@ -189,7 +176,7 @@ class DecodeWorker:
         assert self._input is not None
         self._clock.restart()
         end = last = None
-        thin = _Thinner(self.options.fps)
+        thin = _Thinner(self.spec.fps)
         for frame in self._input.frames():
             if self._stop.is_set():
                 break
@@ -205,7 +192,7 @@ class DecodeWorker:
                 if self._clock.late(t) > LATE:
                     self.figures.dropped += 1
                     continue
-            elif not self.options.fast:
+            elif not self.spec.fast:
                 self._clock.wait_until(t, self._stop)
             self._publish(frame, pts)
         return end
@@ -222,24 +209,21 @@ class DecodeWorker:
         pub = self.publisher
         if pub is None:
             pub = self.publisher = Publisher(
-                self.options.name, shape=shape, fmt=self.options.fmt, slots=self.options.slots,
-                broker=self.options.broker, time_base=frame.time_base)
-            log.info("%s: publishing %s as %dx%d %s", self.options.name, self.source,
-                     *self.converter.output_size(frame), self.options.fmt)
+                self.spec.name, shape=shape, fmt=self.spec.format, slots=self.spec.slots,
+                broker=self.broker, time_base=frame.time_base)
+            log.info("%s: publishing %s as %dx%d %s", self.spec.name, self.source,
+                     *self.converter.output_size(frame), self.spec.format)
         elif pub.shape != shape:
-            log.info("%s: picture size changed to %dx%d", self.options.name, frame.width,
+            log.info("%s: picture size changed to %dx%d", self.spec.name, frame.width,
                      frame.height)
-            pub.reconfigure(shape, fmt=self.options.fmt)
+            pub.reconfigure(shape, fmt=self.spec.format)
         pub.time_base = frame.time_base
         return pub
 
     # -- plumbing --------------------------------------------------------------------
 
     def _open(self) -> Input:
-        o = self.options
-        return open_source(self.source, OpenOptions(
-            rtsp_transport=o.rtsp_transport, timeout=o.timeout, threads=o.threads,
-            testsrc_size=o.size or TESTSRC_SIZE, testsrc_fps=o.fps or TESTSRC_FPS))
+        return open_source(self.source, self.spec)
 
     def _close_input(self) -> None:
         if self._input is not None:
@@ -257,17 +241,18 @@ class _Pacer:
     def restart(self) -> None:
         self._origin = None
 
-    def _anchor(self, t: float) -> float:
+    def _anchor(self, t: float) -> tuple[float, float]:
+        """Now, and the wall time of media time 0 (set by the first frame)."""
         now = time.monotonic()
         if self._origin is None:
             self._origin = now - t
-        return now
+        return now, self._origin
 
     def wait_until(self, t: float | None, stop: threading.Event) -> None:
         if t is None:
             return
-        now = self._anchor(t)
-        delay = self._origin + t - now
+        now, origin = self._anchor(t)
+        delay = origin + t - now
         if delay > 1.0 + LATE:
             self._origin = now - t  # a jump forward in the file's timestamps: follow it
         elif delay > 0:
@@ -279,8 +264,8 @@ class _Pacer:
         """How far behind its pace a live frame arrives (seconds; never below 0)."""
         if t is None:
             return 0.0
-        now = self._anchor(t)
-        lateness = now - (self._origin + t)
+        now, origin = self._anchor(t)
+        lateness = now - (origin + t)
         if lateness < 0:
             self._origin = now - t  # earlier than ever: the source set a faster pace
         return max(0.0, lateness)
@@ -300,7 +285,8 @@ class _Thinner:
             return False  # too soon after the last frame let through
         # Keep the cadence while frames come on time; after a gap or a jump, start from t.
         on_cadence = self._next is not None and self._next - 1e-6 <= t < self._next + self._period
-        self._next = (self._next if on_cadence else t) + self._period
+        start = self._next if on_cadence and self._next is not None else t
+        self._next = start + self._period
         return True
 
 

@@ -1,0 +1,85 @@
+"""`framebus broker`, `framebus relay` and `framebus keygen`: the services and their keys."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .. import config
+from ..errors import FramebusError
+from ..options import broker_option
+from .common import fail
+
+curve_keys_option = click.option(
+    "--curve-keys", type=click.Path(file_okay=False), default=None,
+    help="CurveZMQ key directory (server.key_secret, authorized/*.key); required to bind "
+         "beyond loopback. Made with `framebus keygen`.")
+
+
+@click.command()
+@click.option("--bind", "binds", multiple=True, envvar="FRAMEBUS_BROKER",
+              default=[config.DEFAULT_BROKER], show_default=True,
+              help="Where to listen (also $FRAMEBUS_BROKER); repeat for several endpoints.")
+@curve_keys_option
+def broker(binds: tuple[str, ...], curve_keys: str | None) -> None:
+    """Run the discovery and liveness service."""
+    from ..broker import Broker
+
+    _serve(lambda: Broker(list(binds), keys_dir=curve_keys))
+
+
+@click.command()
+@click.option("--bind", "binds", multiple=True, default=["tcp://127.0.0.1:5556"],
+              show_default=True, help="Where to serve remote subscribers; repeat for several.")
+@click.option("--advertise", default=None,
+              help="The address other hosts reach this relay at (needed when bound to 0.0.0.0).")
+@curve_keys_option
+@broker_option
+def relay(binds: tuple[str, ...], advertise: str | None, curve_keys: str | None,
+          broker: str) -> None:
+    """Serve this host's streams to subscribers on other hosts."""
+    from ..remote.relay import Relay
+
+    _serve(lambda: Relay(list(binds), broker=broker, keys_dir=curve_keys, advertise=advertise))
+
+
+def _serve(make_service: Callable[[], Any]) -> None:
+    """Run a service until Ctrl-C or SIGTERM; a failure to start is one clear line.
+
+    SIGHUP re-reads the authorized client keys, so a client can be admitted or
+    turned away without a restart.
+    """
+    try:
+        service = make_service()
+    except FramebusError as exc:
+        fail(exc)
+    signal.signal(signal.SIGHUP, lambda *_: service.reload_keys())
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+@click.command()
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Where to write NAME.key and NAME.key_secret.")
+def keygen(name: str, directory: str) -> None:
+    """Make a CurveZMQ key pair: NAME.key (public) and NAME.key_secret (owner-only).
+
+    A server (broker or relay bound beyond loopback) uses server.key_secret from its
+    --curve-keys DIR and admits the client keys in DIR/authorized/. A client sets
+    $FRAMEBUS_KEYS to a directory holding client.key_secret and the server's server.key.
+    """
+    from ..keys import generate
+
+    try:
+        public, secret = generate(name, directory)
+    except FramebusError as exc:
+        fail(exc)
+    click.echo(f"public key: {public}\nsecret key: {secret} (keep it on this machine)")

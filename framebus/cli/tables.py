@@ -1,0 +1,131 @@
+"""`framebus ls` and `framebus stat`: what the broker knows, as tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from .. import pixfmt
+from ..discovery import BrokerClient
+from ..errors import BrokerUnavailable, FramebusError
+from ..options import broker_option
+from ..protocol.broker import StreamInfo
+from .common import err_console, fail, stdout_console
+
+
+@click.command("ls")
+@broker_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def ls_(broker: str, as_json: bool) -> None:
+    """List the streams the broker knows, on every host, and the relays serving them."""
+    try:
+        with BrokerClient(broker, timeout=2.0) as client:
+            infos = client.streams()
+            relays = client.relays()
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
+    except FramebusError as exc:  # AccessDenied, say
+        fail(exc)
+    if as_json:
+        rows = [dict(i.to_wire(), token=i.token.hex()) for i in infos]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    console = stdout_console()
+    console.print(_streams_table(infos))
+    for r in relays:
+        console.print(f"relay for host {r['host']}: {r['endpoint']} "
+                      f"({'alive' if r['alive'] else 'dead'}, pid {r['pid']})", highlight=False)
+
+
+def _streams_table(infos: list[StreamInfo]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("stream", "host", "geometry", "format", "fps", "subs", "producer", "last frame"):
+        table.add_column(col, justify="right" if col in ("fps", "subs", "last frame") else "left")
+    for i in infos:
+        table.add_row(i.name, i.host, geometry(i), i.fmt, f"{i.fps:.1f}", str(i.subscribers),
+                      _producer(i), _age(i))
+    if not infos:
+        table.caption = "no streams"
+    return table
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--once", is_flag=True, help="Print the figures once and exit.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True,
+              help="Seconds between updates.")
+@broker_option
+def stat(names: tuple[str, ...], once: bool, interval: float, broker: str) -> None:
+    """Live figures of every stream, or of NAMES: decode and publish rates, drops, errors."""
+    with BrokerClient(broker, timeout=2.0) as client, ExitStack() as stack:
+        live = None
+        if err_console.is_terminal and not once:
+            live = stack.enter_context(Live(console=err_console, refresh_per_second=4))
+        try:
+            while True:
+                table = stat_table(_streams_named(client, names))
+                if live is not None:
+                    live.update(table)
+                else:
+                    stdout_console().print(table)
+                if once:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _streams_named(client: BrokerClient, names: tuple[str, ...]) -> list[StreamInfo]:
+    try:
+        infos = client.streams()
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
+    if names:
+        missing = set(names) - {i.name for i in infos}
+        if missing:
+            raise click.ClickException(f"no stream named {', '.join(sorted(missing))}")
+        infos = [i for i in infos if i.name in names]
+    return infos
+
+
+STAT_COLUMNS = ("stream", "geometry", "format", "decode fps", "published fps", "subs",
+                "dropped", "decode errors", "reconnects", "last frame", "producer")
+
+
+def stat_table(infos: list[StreamInfo]) -> Table:
+    """The figures of *infos*, a row a stream (`framebus stat`, and `framebus up`'s display)."""
+    table = Table(box=None, header_style="bold")
+    for col in STAT_COLUMNS:
+        table.add_column(col, justify="left" if col in ("stream", "geometry", "format",
+                                                        "producer") else "right")
+    for i in infos:
+        f = i.figures
+        decode_fps = f"{f['decode_fps']:.1f}" if "decode_fps" in f else "-"
+        table.add_row(i.name, geometry(i), i.fmt, decode_fps, f"{i.fps:.1f}",
+                      str(i.subscribers), str(f.get("dropped", "-")),
+                      str(f.get("decode_errors", "-")), str(f.get("reconnects", "-")), _age(i),
+                      _producer(i))
+    if not infos:
+        table.caption = "no streams"
+    return table
+
+
+def _age(info: StreamInfo) -> str:
+    return "-" if info.age is None else f"{info.age:.1f} s ago"
+
+
+def _producer(info: StreamInfo) -> str:
+    return f"[green]alive[/] pid {info.pid}" if info.alive else f"[red]dead[/] pid {info.pid}"
+
+
+def geometry(info: StreamInfo) -> str:
+    """WIDTHxHEIGHT of the picture, and xCHANNELS for packed formats."""
+    if len(info.shape) < 2:
+        return "x".join(map(str, info.shape))
+    w, h = pixfmt.picture_size(info.fmt, info.shape)
+    return f"{w}x{h}" + (f"x{info.shape[2]}" if len(info.shape) > 2 else "")
