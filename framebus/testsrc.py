@@ -8,9 +8,14 @@ exactly from the frame's seq alone.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,8 @@ class TestPattern:
         return array.shape == self.shape and np.array_equal(array, self.frame(seq))
 
 
-def run(pub, fps: float, frames: int | None = None, stop=None) -> int:
+def run(pub: Publisher, fps: float, frames: int | None = None,
+        stop: threading.Event | None = None) -> int:
     """Publish the pattern on *pub* at *fps* (0: flat out) until *frames* or *stop*.
 
     Paced against a clock, not by sleeping a fixed time, so the rate holds
