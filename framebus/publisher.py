@@ -24,6 +24,7 @@ from .names import topic, validate_stream_name
 from .protocol.descriptor import Descriptor
 from .shm import Geometry, RingWriter
 from .support.heartbeat import Heartbeat
+from .support.rates import RateMeter
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Publisher:
         self.seq = 0
         #: Extra figures the heartbeat carries to the broker (a decoder's counters, say).
         self.figures: dict[str, int | float] = {}
-        self._stats = _Figures()
+        self._rate = RateMeter(window=5.0)  # long enough for a stream at 1 fps
         #: pyzmq's own rule: a context given is the caller's to end, one made here is ours.
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
@@ -129,7 +130,7 @@ class Publisher:
                           timestamp_ns=stamp, shape=g.shape, dtype=g.dtype.str, fmt=g.fmt)
         self._socket.send(self._topic + desc.pack())
         self.seq = seq + 1
-        self._stats.count()
+        self._rate.add()
 
     # -- geometry --------------------------------------------------------------
 
@@ -219,27 +220,6 @@ class _SlotWrite:
             self._pub._commit(self._pts, self._timestamp_ns)
 
 
-class _Figures:
-    """Frame counts and rate, written by the frame path, read by the heartbeat."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.last_frame: float | None = None  # monotonic time
-        self._mark = (time.monotonic(), 0)
-
-    def count(self) -> None:
-        self.frames += 1
-        self.last_frame = time.monotonic()
-
-    def sample(self) -> dict:
-        now, frames = time.monotonic(), self.frames
-        then, before = self._mark
-        self._mark = (now, frames)
-        fps = (frames - before) / (now - then) if now > then else 0.0
-        age = None if self.last_frame is None else now - self.last_frame
-        return {"frames": frames, "fps": round(fps, 2), "age": age}
-
-
 class _Connections:
     """Counts the subscribers connected to the descriptor socket, from its monitor events.
 
@@ -293,7 +273,8 @@ class _Registration(Heartbeat):
         try:
             self.client.request("heartbeat", name=pub.name, token=pub._ring.token,
                                 subscribers=pub._connections.update(),
-                                figures=dict(pub.figures), **pub._stats.sample())
+                                figures=dict(pub.figures), frames=pub._rate.total,
+                                fps=round(pub._rate.rate, 2), age=pub._rate.age)
         except StreamNotFound:
             log.info("%s: broker forgot this stream (restarted?); registering again", pub.name)
             self._register()

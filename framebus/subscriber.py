@@ -143,6 +143,8 @@ class Subscriber:
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
             if wait > 0:
                 frame = self._path.receive(wait) if self._path else _idle(wait)
+                if self._resolve_now:
+                    self._resolve(0.5)  # a new ring: learn of it before its first frame goes
                 if frame is not None:
                     self._last_message = time.monotonic()
                     return frame

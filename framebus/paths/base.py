@@ -42,7 +42,7 @@ class PathContext:
     counts: Counts
     #: Called with a ring's token when the path meets a ring the broker did not name:
     #: a new producer or generation, proven by its ring. The subscriber then asks the broker
-    #: again, on its own time, never from inside the path's call.
+    #: again once the path's call has returned, never from inside it.
     on_new_ring: Callable[[bytes], None]
 
 
