@@ -1,4 +1,4 @@
-"""Hostile input, fuzzed (framebus/testing/hostile.py), against real service processes: every
+"""Hostile input (framebus/testing/hostile.py), fuzzed against real service processes: every
 message to the broker or the relay is refused with a reason that is also logged, answered, or cut
 by ZeroMQ for its size, never left unanswered; neither service stops, stalls or grows
 without bound; a real stream keeps flowing, intact, meanwhile. And descriptors that lie,
@@ -26,7 +26,15 @@ from framebus.protocol.descriptor import Descriptor
 from framebus.remote.relay import MAX_FEEDS
 from framebus.shm import Geometry, RingWriter
 from framebus.testing import hostile
-from framebus.testing.hostile import ANSWERED, CUT, FINE, REFUSED, BrokerProber, RelayProber
+from framebus.testing.probers import (
+    ANSWERED,
+    CUT,
+    FINE,
+    REFUSED,
+    BrokerProber,
+    RelayProber,
+    oversized,
+)
 from framebus.testsrc import TestPattern
 
 #: A few hundred messages per service: each is one round trip, and the generation is the
@@ -164,7 +172,7 @@ def test_the_broker_refuses_garbage_with_a_logged_reason_and_keeps_serving(
             outcome = prober.probe(message)
             assert outcome in FINE, (outcome, [part[:64] for part in message])
             # ZeroMQ cuts a connection for an oversized part, and for nothing else.
-            assert (outcome == CUT) == hostile.oversized(message, prober.limit), outcome
+            assert (outcome == CUT) == oversized(message, prober.limit), outcome
             if outcome == REFUSED:
                 assert prober.reply["code"] in BROKER_CODES, prober.reply
                 refusals.append(prober.reply["error"])
@@ -269,7 +277,7 @@ def test_the_relay_refuses_garbage_with_a_logged_reason_and_keeps_serving(
         def fuzz(message: list[bytes]) -> None:
             outcome = prober.probe(message)
             assert outcome in FINE, (outcome, [part[:64] for part in message])
-            assert (outcome == CUT) == hostile.oversized(message, prober.limit), outcome
+            assert (outcome == CUT) == oversized(message, prober.limit), outcome
             if outcome == REFUSED:
                 assert prober.reply["code"] in RELAY_CODES, prober.reply
                 refusals.append(prober.reply["error"])

@@ -22,9 +22,10 @@ from framebus.discovery import BrokerClient
 from framebus.errors import ProtocolError
 from framebus.protocol import relay as wire
 from framebus.testing import hostile as garbage
+from framebus.testing import probers
 
-SERVICES = {"broker": (garbage.broker_messages, garbage.BrokerProber),
-            "relay": (garbage.relay_messages, garbage.RelayProber)}
+SERVICES = {"broker": (garbage.broker_messages, probers.BrokerProber),
+            "relay": (garbage.relay_messages, probers.RelayProber)}
 
 
 @click.command()
@@ -41,13 +42,13 @@ def main(service: str, address: str, count: int, seed: int) -> None:
     with prober_class(address) as prober:
         for message in messages:
             outcome = prober.probe(message)
-            if outcome == garbage.SILENT and _wants(message) in registered:
+            if outcome == probers.SILENT and _wants(message) in registered:
                 # A credit for a stream registered on this host is held until it has a
                 # frame: by the protocol, not a stall. (The broker fuzzer registers such
                 # streams, with live pids such as 1, that never publish.)
                 prober.counts[outcome] -= 1
                 prober.counts["held"] = prober.counts.get("held", 0) + 1
-            elif outcome in (garbage.SILENT, garbage.GARBLED) and len(unanswered) < 5:
+            elif outcome in (probers.SILENT, probers.GARBLED) and len(unanswered) < 5:
                 unanswered.append([outcome, [part[:200].hex() for part in message]])
         alive = prober.alive(timeout=2.0)
         counts = dict(prober.counts)
