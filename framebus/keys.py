@@ -55,7 +55,8 @@ def generate(name: str, directory: str | Path) -> tuple[Path, Path]:
     return Path(made_public), Path(made_secret)
 
 
-def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
+def _load(path: Path, secret: bool) -> tuple[bytes, bytes]:
+    """The public key of a key file, and its secret key if *secret* (else b"")."""
     if not path.is_file():
         raise KeyFileError(f"no key file {path} (make one with `framebus keygen`)")
     try:
@@ -66,7 +67,7 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
         raise KeyFileError(f"{path} holds no secret key")
     if secret and path.stat().st_mode & 0o077:
         raise KeyFileError(f"{path} is readable by others: chmod 600 it")
-    return public, secret_key
+    return public, secret_key or b""
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,8 @@ def bind_servers(context: zmq.Context, endpoints: list[str], keys_dir: str | Non
             sockets.append(socket)
             socket.linger = 0
             prepare(socket)
-            if not is_local(endpoint):
-                keys.apply(socket)
+            if keys is not None and not is_local(endpoint):
+                keys.apply(socket)  # (without keys, no endpoint beyond loopback got here)
             try:
                 socket.bind(endpoint)
             except zmq.ZMQError as exc:

@@ -43,7 +43,7 @@ class Newest:
         """The bytes to send for *setting*, made on first use and kept for the others."""
         if setting not in self.payloads:
             codec, quality = setting
-            self.payloads[setting] = (memoryview(self.pixels).cast("B") if codec == "raw"
+            self.payloads[setting] = (memoryview(self.pixels.data).cast("B") if codec == "raw"
                                       else _jpeg(self.pixels, self.descriptor.fmt, quality))
         return self.payloads[setting]
 

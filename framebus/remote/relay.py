@@ -95,13 +95,13 @@ class Relay:
     def _advertised(self) -> str:
         """The endpoint other hosts are told: the first one beyond loopback, if any."""
         for socket in reversed(self._sockets):
-            endpoint = socket.last_endpoint.decode()
+            endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
             if not is_local(endpoint):
                 if "://0.0.0.0:" in endpoint or "://*:" in endpoint:
                     raise FramebusError(f"bound to {endpoint}, the relay cannot tell other "
                                         "hosts its address: pass --advertise tcp://ADDRESS:PORT")
                 return endpoint
-        return self._sockets[0].last_endpoint.decode()
+        return self._sockets[0].getsockopt_string(zmq.LAST_ENDPOINT)
 
     # -- the loop ----------------------------------------------------------------
 
