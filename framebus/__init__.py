@@ -10,21 +10,21 @@ The public API::
 
 from .discovery import BrokerClient, streams
 from .errors import (
-                     AccessDenied,
-                     BrokerUnavailable,
-                     FramebusError,
-                     FrameOverwritten,
-                     InvalidName,
-                     KeyFileError,
-                     ProtocolError,
-                     RingError,
-                     ShmFull,
-                     SiteError,
-                     SourceError,
-                     SpecError,
-                     StreamInUse,
-                     StreamNotFound,
-                     Timeout,
+    AccessDenied,
+    BrokerUnavailable,
+    FramebusError,
+    FrameOverwritten,
+    InvalidName,
+    KeyFileError,
+    ProtocolError,
+    RingError,
+    ShmFull,
+    SiteError,
+    SourceError,
+    SpecError,
+    StreamInUse,
+    StreamNotFound,
+    Timeout,
 )
 from .frame import Frame
 from .protocol.broker import StreamInfo
@@ -35,8 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied", "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten",
-    "FramebusError",
-    "InvalidName", "KeyFileError", "ProtocolError", "Publisher", "RingError", "ShmFull", "SiteError",
-    "SourceError", "SpecError", "StreamInUse",
-    "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "streams",
+    "FramebusError", "InvalidName", "KeyFileError", "ProtocolError", "Publisher", "RingError",
+    "ShmFull", "SiteError", "SourceError", "SpecError", "StreamInUse", "StreamInfo",
+    "StreamNotFound", "Subscriber", "Timeout", "streams",
 ]

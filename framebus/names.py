@@ -26,7 +26,8 @@ def validate_stream_name(name: object) -> str:
     if not isinstance(name, str):
         raise InvalidName(f"stream name must be a string, not {type(name).__name__}")
     if not 0 < len(name) <= MAX_NAME_LENGTH:
-        raise InvalidName(f"stream name must have 1 to {MAX_NAME_LENGTH} characters, got {len(name)}")
+        raise InvalidName(f"stream name must have 1 to {MAX_NAME_LENGTH} characters, "
+                          f"got {len(name)}")
     if not _NAME.fullmatch(name):
         raise InvalidName(
             f"invalid stream name {name!r}: use letters, digits, '.', '_' and '-', "

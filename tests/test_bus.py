@@ -97,7 +97,8 @@ def test_frames_flow_while_the_broker_is_down_and_everyone_comes_back(procs, bro
         assert sub.recv(timeout=2).valid()
 
 
-def test_subscriber_follows_a_producer_that_moves_while_the_broker_was_away(procs, broker, stream_name):
+def test_subscriber_follows_a_producer_that_moves_while_the_broker_was_away(procs, broker,
+                                                                           stream_name):
     """The broker restarts empty; a new producer registers; the old subscriber re-resolves."""
     producer = start_testsrc(procs, stream_name)
     with framebus.Subscriber(stream_name) as sub:
@@ -143,7 +144,7 @@ def test_all_mode_delivers_in_order_and_reports_gaps(broker, stream_name):
         assert [int(f.array[0, 0, 0]) for f in got] == list(range(40))
         assert all(f.skipped == 0 for f in got)
         # Frames that fall out of the ring before they are read are gaps, not stale frames.
-        for i in range(100):
+        for _ in range(100):
             pub.publish(image)
         time.sleep(0.2)
         frame = sub.recv(timeout=2)
@@ -162,7 +163,8 @@ def _deliver(pub, sub, image):
 def test_new_generation_on_geometry_change(broker, stream_name):
     with framebus.Publisher(stream_name, shape=(8, 8, 3)) as pub, \
             framebus.Subscriber(stream_name) as sub:
-        wait_until(lambda: _deliver(pub, sub, np.zeros((8, 8, 3), np.uint8)), 5, what="subscription")
+        wait_until(lambda: _deliver(pub, sub, np.zeros((8, 8, 3), np.uint8)), 5,
+                   what="subscription")
         pub.publish(np.full((8, 8, 3), 1, np.uint8))
         old = sub.recv(timeout=2)
         pub.reconfigure((16, 32, 3))
@@ -188,9 +190,9 @@ def test_ls_and_streams_show_live_figures(procs, broker, stream_name):
 
 
 def test_recv_times_out_with_a_clear_error(broker, stream_name):
-    with framebus.Subscriber(stream_name) as sub:
-        with pytest.raises(framebus.Timeout, match=stream_name):
-            sub.recv(timeout=0.3)
+    with framebus.Subscriber(stream_name) as sub, \
+            pytest.raises(framebus.Timeout, match=stream_name):
+        sub.recv(timeout=0.3)
 
 
 CUT_SHORT = """
@@ -202,7 +204,8 @@ framebus.Publisher(sys.argv[1], shape=(4, 4, 3))
 """
 
 
-def test_a_publisher_interrupted_in_its_constructor_leaves_no_ring(procs, broker_address, stream_name):
+def test_a_publisher_interrupted_in_its_constructor_leaves_no_ring(procs, broker_address,
+                                                                   stream_name):
     proc = procs.start("-c", CUT_SHORT, stream_name)
     proc.communicate(timeout=20)
     assert proc.returncode == 3, "the signal interrupted the constructor"

@@ -51,8 +51,8 @@ class Lines:
         return any(text in line for line in self.lines)
 
     def wait_for(self, text: str, timeout: float = 15) -> str:
-        return wait_until(lambda: next((l for l in self.lines if text in l), None), timeout,
-                          what=f"{text!r} on stderr")
+        return wait_until(lambda: next((line for line in self.lines if text in line), None),
+                          timeout, what=f"{text!r} on stderr")
 
     def text(self) -> str:
         self._thread.join(5)

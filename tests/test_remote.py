@@ -72,9 +72,9 @@ def test_a_slow_remote_reader_gets_the_newest_frame_and_slows_nobody(procs, rela
 
 def test_forced_transports_say_why_they_cannot_reach_a_stream(procs, broker, stream_name):
     start_testsrc(procs, stream_name)
-    with framebus.Subscriber(stream_name, transport="tcp") as sub:
-        with pytest.raises(framebus.Timeout, match="no relay serves it"):
-            sub.recv(timeout=1.5)
+    with framebus.Subscriber(stream_name, transport="tcp") as sub, \
+            pytest.raises(framebus.Timeout, match="no relay serves it"):
+        sub.recv(timeout=1.5)
     with pytest.raises(ValueError, match="needs shared memory"):
         framebus.Subscriber(stream_name, transport="tcp", mode="all")
     with pytest.raises(ValueError, match="codec"):
