@@ -24,11 +24,12 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/bus.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.bus $(BENCH_ARGS)
 
 # The RTSP tests read a real RTSP server: GStreamer's, run by Debian's own python3
-# (framebus/testing/rtsp_server.py; the venv has no gi). Installed from Debian's packages when missing
-# and we are root; without them those tests are skipped. `make demo` needs none of this.
+# (framebus/testing/rtsp_server.py; the venv has no gi). Installed from Debian's packages
+# when missing and we are root; without them those tests are skipped. `make demo` needs
+# none of this.
 SYSTEM_PYTHON := /usr/bin/python3
 SYSTEM_DEPS := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly

@@ -1,4 +1,4 @@
-"""Pieces the benchmark scripts in bench/ share (bus.py, decode.py, remote.py).
+"""Pieces the benchmarks in bench/ share (bench.bus, bench.decode, bench.remote).
 
 What is here is the same in every script that uses it: the framebus and imagezmq senders
 and receivers, the producer's warm-up and publishing loop, starting and stopping child
@@ -6,8 +6,9 @@ processes, a broker served in a thread, the sweep of leftover rings, a free loop
 CPU time from /proc, percentile and table formatting, and the click option parsers.
 Where scripts differ on purpose (a queue bound, a patience), that is a parameter.
 
-The scripts import it as ``from common import ...``: a script's own directory is on
-sys.path when it runs as ``python bench/x.py``, and so in its spawned children.
+The benchmarks are packages, run from the repository root as ``python -m bench.NAME``,
+and import it as ``from bench.common import ...``; their spawned children find it the same
+way, as multiprocessing gives them the parent's module search path.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import framebus
 from framebus.broker import Broker
 
 #: framebus ring depth of the bus benchmarks; raw pyzmq gets a send/receive queue of the same
-#: order (bench/bus.py's ZMQ_HWM).
+#: order (bench.bus's ZMQ_HWM).
 SLOTS = 8
 #: The producer's clock, time.time_ns(), travels as the frame's pts in this time base.
 NANOSECONDS = Fraction(1, 10**9)
