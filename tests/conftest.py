@@ -34,6 +34,11 @@ def leftover_segments() -> list[str]:
     return sorted(n for n in os.listdir("/dev/shm") if n.startswith(PREFIX))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes seconds to tens of seconds (deselect with "
+                                       "-m 'not slow')")
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if any test left a ring behind; remove them either way."""
     left = leftover_segments()
