@@ -30,7 +30,8 @@ def main() -> None:
     ap.add_argument("--transport", default="auto")
     ap.add_argument("--codec", default="raw")
     ap.add_argument("--quality", type=int, default=90)
-    ap.add_argument("--delay", type=float, default=0.0, help="sleep after each frame: a slow reader")
+    ap.add_argument("--delay", type=float, default=0.0,
+                    help="sleep after each frame: a slow reader")
     ap.add_argument("--min-psnr", type=float, default=30.0)
     ap.add_argument("--ready", action="store_true", help="print 'ready' after the first frame")
     args = ap.parse_args()
