@@ -1,6 +1,7 @@
 """The broker under malformed and hostile requests: it answers with a reason and keeps serving."""
 
 import random
+import threading
 
 import msgpack
 import pytest
@@ -100,6 +101,97 @@ def test_errors_reach_the_client_as_exceptions(broker):
 
 
 def test_an_unreachable_broker_is_a_clear_error(broker_address):
-    with BrokerClient(broker_address, timeout=0.3) as client:
-        with pytest.raises(framebus.BrokerUnavailable, match=broker_address):
-            client.streams()
+    with BrokerClient(broker_address, timeout=0.3) as client, \
+            pytest.raises(framebus.BrokerUnavailable, match=broker_address):
+        client.streams()
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"pid": True}, "Expected `int`, got `bool` - at `$.pid`"),
+    ({"slots": 8.0}, "got `float` - at `$.slots`"),
+    ({"extra": 1}, "unknown field `extra`"),
+    ({"host": "h\x1b[31m"}, "`$.host`"),
+    ({"host": "h\u200b"}, "field `host`"),  # printable as str.isprintable() says
+    ({"host": "h" * 256}, "`$.host`"),
+    ({"shape": [4, 4, 3, 1, 1]}, "`$.shape`"),
+    ({"segment": "/framebus.cam2"}, "field `segment` to end in '.cam1'"),
+])
+def test_a_refusal_says_which_field(broker, raw, change, field):
+    reply = ask(raw, b"", msgpack.packb({"op": "register", "id": 9, **GOOD_REGISTRATION,
+                                         **change}))
+    assert reply["ok"] is False and reply["code"] == "bad_request" and reply["id"] == 9
+    assert field in reply["error"], reply["error"]
+
+
+def test_a_request_over_its_cap_is_refused_before_decoding(broker, raw):
+    reply = ask(raw, b"", msgpack.packb({"op": "ping", "id": 3, "pad": "p" * 5000}))
+    assert reply["code"] == "bad_request" and "exceeds" in reply["error"] and reply["id"] == 3
+
+
+class LyingBroker:
+    """A ROUTER that answers every request, echoing its id, with whatever it is told."""
+
+    def __init__(self, address: str) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.linger = 0
+        self.socket.bind(address)
+
+    def answer(self, reply: dict) -> None:
+        identity, _, payload = self.socket.recv_multipart()
+        request = msgpack.unpackb(payload)
+        self.socket.send_multipart([identity, b"", msgpack.packb({**reply,
+                                                                  "id": request["id"]})])
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
+
+
+def _stream(**changes) -> dict:
+    return {**GOOD_REGISTRATION, "alive": True, "frames": 1, "fps": 30.0, "age": 0.1,
+            "subscribers": 0, "figures": {}, "relay": None, **changes}
+
+
+@pytest.mark.parametrize(("reply", "field"), [
+    ({"ok": True, "stream": _stream(shape="big")}, "`$.stream.shape`"),
+    ({"ok": True, "stream": _stream(pid=True)}, "`$.stream.pid`"),
+    ({"ok": True, "stream": _stream(evil=1)}, "unknown field `evil`"),
+    ({"ok": True, "stream": _stream(host="\x1b]0;pwned\x07")}, "`$.stream.host`"),
+    ({"ok": True, "stream": _stream(segment="/etc.passwd")},
+     "`segment` to end in '.cam1' - at `$.stream`"),
+    ({"ok": True, "stream": _stream(relay="http://evil")}, "`$.stream.relay`"),
+    ({"ok": True, "stream": _stream(figures={"x": "y"})}, "`$.stream.figures"),
+    ({"ok": True}, "missing required field `stream`"),
+    ({"ok": 1, "stream": _stream()}, "`$.ok`"),
+    ({"ok": True, "stream": _stream(host="cam\u202e")}, "field `host` - at `$.stream`"),
+    ({"ok": False, "code": "not_found", "error": "\x1b[2J"}, "field `error`"),
+    ({"ok": False, "code": "not_found"}, "missing required field `error`"),
+])
+def test_a_client_believes_no_lying_broker(broker_address, reply, field):
+    liar = LyingBroker(broker_address)
+    thread = threading.Thread(target=liar.answer, args=(reply,))
+    thread.start()
+    try:
+        with BrokerClient(broker_address, timeout=2) as client, \
+                pytest.raises(framebus.ProtocolError) as caught:
+            client.lookup("cam1")
+        assert field in str(caught.value), caught.value
+    finally:
+        thread.join(3)
+        liar.close()
+
+
+def test_a_client_takes_a_broker_reply_of_the_old_wire(broker_address):
+    """What the broker sent before its replies were declared: still a StreamInfo."""
+    liar = LyingBroker(broker_address)
+    thread = threading.Thread(target=liar.answer, args=({"ok": True, "stream": _stream()},))
+    thread.start()
+    try:
+        with BrokerClient(broker_address, timeout=2) as client:
+            info = client.lookup("cam1")
+        assert (info.name, info.shape, info.token, info.fps) == ("cam1", (4, 4, 3), b"t" * 16,
+                                                                 30.0)
+    finally:
+        thread.join(3)
+        liar.close()

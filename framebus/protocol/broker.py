@@ -51,7 +51,7 @@ Segment = Annotated[str, Meta(max_length=255, pattern=r"^/[A-Za-z0-9][A-Za-z0-9.
 
 def _check_figures(figures: dict[str, Any]) -> None:
     if not all(name.isidentifier() for name in figures):
-        raise ValueError("Expected identifiers as keys - at `$.figures`")
+        raise ValueError("Expected identifiers as the keys of field `figures`")
 
 
 class Registration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -74,7 +74,7 @@ class Registration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         check_printable(self, "host", "endpoint")
         if not self.segment.endswith("." + self.name):
-            raise ValueError(f"Expected a ring name ending in '.{self.name}' - at `$.segment`")
+            raise ValueError(f"Expected field `segment` to end in '.{self.name}'")
 
 
 class StreamInfo(Registration, kw_only=True):
@@ -172,7 +172,7 @@ class Reply(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.ok is not True:
-            raise ValueError("Expected `true` - at `$.ok`")
+            raise ValueError("Expected field `ok` to be true")
 
 
 class LookupReply(Reply, kw_only=True):
@@ -212,7 +212,7 @@ class Refusal(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.ok is not False:
-            raise ValueError("Expected `false` - at `$.ok`")
+            raise ValueError("Expected field `ok` to be false")
         check_printable(self, "error")
 
 
@@ -260,9 +260,9 @@ def request_id(payload: bytes) -> int | None:
 
 
 def reply_id(payload: bytes) -> Any:
-    """The id a reply echoes (anything, if it is malformed: then it is no reply's)."""
+    """The id a reply echoes, however malformed the rest (None if there is none)."""
     try:
-        return _HEAD.decode(payload).id if len(payload) <= MAX_REPLY else None
+        return _ID.decode(payload).id if len(payload) <= MAX_REPLY else None
     except (msgspec.DecodeError, RecursionError):
         return None
 

@@ -65,7 +65,7 @@ def check_printable(message: msgspec.Struct, *fields: str) -> None:
     for name in fields:
         value = getattr(message, name)
         if value is not None and not value.isprintable():
-            raise ValueError(f"Expected printable `str` - at `$.{name}`")
+            raise ValueError(f"Expected a printable `str` in field `{name}`")
 
 
 def printable(text: str) -> str:

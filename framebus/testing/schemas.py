@@ -48,67 +48,72 @@ _WIRE_FORMS: dict[type, Any] = {Fraction: TimeBase}
 Override = st.SearchStrategy | Callable[[dict], st.SearchStrategy]
 
 
-def valid(type_: Any, **overrides: Override) -> st.SearchStrategy:
+def valid(type_: Any, across: dict[str, Override] | None = None,
+          **overrides: Override) -> st.SearchStrategy:
     """Values of *type_* (any msgspec type: a Struct, an Annotated int...) as msgpack carries
     them, a Struct as a map with its tag, within every limit its Meta sets. *overrides*
-    draw a Struct's fields instead: a strategy, or a function of the fields drawn before.
+    draw the fields of the Struct *type_* instead, and *across* those of every Struct within
+    it too: a strategy, or a function of the fields drawn before (for a rule across fields).
     A Struct's own checks (__post_init__) filter the examples."""
-    strategy = _valid(mi.type_info(type_), overrides)
+    strategy = _Walk(across or {}).of(mi.type_info(type_), overrides)
     if isinstance(type_, type) and issubclass(type_, msgspec.Struct) and \
             hasattr(type_, "__post_init__"):
         strategy = strategy.filter(lambda example: not _refuses(type_, example))
     return strategy
 
 
-def _valid(t: mi.Type, overrides: dict[str, Override] | None = None) -> st.SearchStrategy:
-    if isinstance(t, mi.StructType):
-        return _struct(t, overrides or {})
-    if isinstance(t, mi.IntType):
-        lo = t.ge if t.ge is not None else -(2**63) if t.gt is None else t.gt + 1
-        hi = t.le if t.le is not None else 2**63 - 1 if t.lt is None else t.lt - 1
-        return st.integers(lo, hi)
-    if isinstance(t, mi.FloatType):
-        return st.floats(t.ge, t.le, allow_nan=t.ge is None and t.le is None)
-    if isinstance(t, mi.StrType):
-        lo, hi = t.min_length or 0, t.max_length or 24
-        if t.pattern is None:
-            return st.text(_PRINTABLE, min_size=lo, max_size=hi)
-        return st.from_regex(t.pattern, alphabet=_PRINTABLE).filter(
-            lambda s: lo <= len(s) <= hi and s.isprintable())
-    if isinstance(t, mi.BytesType):
-        return st.binary(min_size=t.min_length or 0, max_size=t.max_length or 24)
-    if isinstance(t, (mi.ListType, mi.VarTupleType)):
-        return st.lists(_valid(t.item_type), min_size=t.min_length or 0,
-                        max_size=min(t.max_length or 4, 8))
-    if isinstance(t, mi.TupleType):
-        return st.tuples(*map(_valid, t.item_types)).map(list)
-    if isinstance(t, mi.DictType):
-        return st.dictionaries(_valid(t.key_type), _valid(t.value_type),
-                               min_size=t.min_length or 0, max_size=t.max_length or 4)
-    if isinstance(t, mi.UnionType):
-        return st.one_of(*map(_valid, t.types))
-    if isinstance(t, mi.LiteralType):
-        return st.sampled_from(t.values)
-    if isinstance(t, mi.CustomType):
-        return _valid(mi.type_info(_WIRE_FORMS[t.cls]))
-    if isinstance(t, mi.AnyType):  # a request's id
-        return st.integers(-(2**63), 2**63 - 1)
-    simple = {mi.BoolType: st.booleans(), mi.NoneType: st.none()}
-    return simple[type(t)]
+class _Walk:
+    def __init__(self, across: dict[str, Override]) -> None:
+        self.across = across
 
+    def of(self, t: mi.Type, overrides: dict[str, Override] | None = None) -> st.SearchStrategy:
+        if isinstance(t, mi.StructType):
+            return self.struct(t, {**self.across, **(overrides or {})})
+        if isinstance(t, mi.IntType):
+            lo = t.ge if t.ge is not None else -(2**63) if t.gt is None else t.gt + 1
+            hi = t.le if t.le is not None else 2**63 - 1 if t.lt is None else t.lt - 1
+            return st.integers(lo, hi)
+        if isinstance(t, mi.FloatType):
+            return st.floats(t.ge, t.le, allow_nan=t.ge is None and t.le is None)
+        if isinstance(t, mi.StrType):
+            lo, hi = t.min_length or 0, t.max_length or 24
+            if t.pattern is None:
+                return st.text(_PRINTABLE, min_size=lo, max_size=hi)
+            return st.from_regex(t.pattern, alphabet=_PRINTABLE).filter(
+                lambda s: lo <= len(s) <= hi and s.isprintable())
+        if isinstance(t, mi.BytesType):
+            return st.binary(min_size=t.min_length or 0, max_size=t.max_length or 24)
+        if isinstance(t, (mi.ListType, mi.VarTupleType)):
+            return st.lists(self.of(t.item_type), min_size=t.min_length or 0,
+                            max_size=min(t.max_length or 4, 4))
+        if isinstance(t, mi.TupleType):
+            return st.tuples(*map(self.of, t.item_types)).map(list)
+        if isinstance(t, mi.DictType):
+            return st.dictionaries(self.of(t.key_type), self.of(t.value_type),
+                                   min_size=t.min_length or 0, max_size=t.max_length or 4)
+        if isinstance(t, mi.UnionType):
+            return st.one_of(*map(self.of, t.types))
+        if isinstance(t, mi.LiteralType):
+            return st.sampled_from(t.values)
+        if isinstance(t, mi.CustomType):
+            return self.of(mi.type_info(_WIRE_FORMS[t.cls]))
+        if isinstance(t, mi.AnyType):  # a request's id
+            return st.integers(-(2**63), 2**63 - 1)
+        simple = {mi.BoolType: st.booleans(), mi.NoneType: st.none()}
+        return simple[type(t)]
 
-def _struct(t: mi.StructType, overrides: dict[str, Override]) -> st.SearchStrategy:
-    # Every field, as framebus's own senders do.
-    strategies = [(f.encode_name, overrides[f.name] if f.name in overrides else _valid(f.type))
-                  for f in t.fields]
+    def struct(self, t: mi.StructType, overrides: dict[str, Override]) -> st.SearchStrategy:
+        # Every field, as framebus's own senders do.
+        strategies = [(f.encode_name, overrides[f.name] if f.name in overrides
+                       else self.of(f.type)) for f in t.fields]
 
-    @st.composite
-    def build(draw) -> dict:
-        fields = {t.tag_field: t.tag} if t.tag_field else {}
-        for name, strategy in strategies:
-            fields[name] = draw(strategy(fields) if callable(strategy) else strategy)
-        return fields
-    return build()
+        @st.composite
+        def build(draw) -> dict:
+            fields = {t.tag_field: t.tag} if t.tag_field else {}
+            for name, strategy in strategies:
+                fields[name] = draw(strategy(fields) if callable(strategy) else strategy)
+            return fields
+        return build()
 
 
 def _hook(type_: type, value: Any) -> Any:
