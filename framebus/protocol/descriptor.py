@@ -10,7 +10,6 @@ reader's arithmetic; what it claims about the ring, the reader checks against th
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -78,18 +77,26 @@ def _enc_hook(value: Any) -> Any:
 
 
 def _dec_hook(type_: type, value: Any) -> Any:
-    if type_ is Fraction:
-        try:
-            return _fraction(*msgspec.convert(value, TimeBase))
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"Expected [num, den] ({exc})") from None
-    raise NotImplementedError(f"cannot decode {type_.__name__}")
+    if type_ is not Fraction:
+        raise NotImplementedError(f"cannot decode {type_.__name__}")
+    # A stream has one time base: a [num, den] seen before (ints, not bools) is its Fraction
+    # at once. msgspec.convert, strict and slow (µs), checks any other against TimeBase.
+    if type(value) is list and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        known = _TIME_BASES.get((value[0], value[1]))
+        if known is not None:
+            return known
+    try:
+        num, den = msgspec.convert(value, TimeBase)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"Expected [num, den] ({exc})") from None
+    fraction = Fraction(num, den)
+    if len(_TIME_BASES) < 64:
+        _TIME_BASES[num, den] = fraction
+    return fraction
 
 
-@lru_cache(maxsize=64)
-def _fraction(num: int, den: int) -> Fraction:
-    return Fraction(num, den)  # a stream has one time base: normalised once, not per frame
-
+#: Time bases decoded so far, each checked once.
+_TIME_BASES: dict[tuple[int, int], Fraction] = {}
 
 _ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _DECODER = msgspec.msgpack.Decoder(Descriptor | _Unversioned, dec_hook=_dec_hook)
