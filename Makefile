@@ -1,13 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   install into .venv, then run a broker, a test stream and a live consumer
 #   make test   install into .venv (and, as root, the Debian packages the RTSP tests use),
-#               then run the whole test suite
+#               then lint (ruff), type-check (mypy) and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install system-deps clean
+.PHONY: demo test lint bench install system-deps clean
 
 install: $(STAMP)
 
@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/framebus demo $(DEMO_ARGS)
 
-test: $(STAMP) system-deps
+test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and types first: a finding fails the run before the suite's minutes are spent.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bus $(BENCH_ARGS)
