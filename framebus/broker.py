@@ -9,6 +9,10 @@ A producer silent for ``dead_after`` seconds is marked dead, and if it ran
 on this host and its process is gone, its ring segment is reclaimed. Every few
 seconds, and at its start, the broker also reclaims any ring and socket file of
 this host whose producer is gone, known to it or not (framebus/leftovers.py).
+
+Its requests and replies are declared in framebus/protocol/broker.py, and each request is
+decoded strictly there before a handler here sees it; what is left here is what the
+broker does with them: the caps, liveness and reclaiming.
 """
 
 from __future__ import annotations

@@ -232,7 +232,14 @@ class _Id(msgspec.Struct):
     id: Any = None
 
 
-_ENCODER = msgspec.msgpack.Encoder()
+def _enc_hook(value: Any) -> Any:
+    # A float of its own kind (numpy's float64, say, in a producer's figures) is a float.
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _REQUEST = msgspec.msgpack.Decoder(Request)
 _HEAD = msgspec.msgpack.Decoder(_Head)
 _ID = msgspec.msgpack.Decoder(_Id)

@@ -73,12 +73,12 @@ class _Unversioned(msgspec.Struct, tag_field="v", tag=0, forbid_unknown_fields=T
 def _enc_hook(value: Any) -> Any:
     if isinstance(value, Fraction):
         return (value.numerator, value.denominator)
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def _dec_hook(type_: type, value: Any) -> Any:
     if type_ is not Fraction:
-        raise NotImplementedError(f"cannot decode {type_.__name__}")
+        raise TypeError(f"cannot decode {type_.__name__}")
     # A stream has one time base: a [num, den] seen before (ints, not bools) is its Fraction
     # at once. msgspec.convert, strict and slow (µs), checks any other against TimeBase.
     if type(value) is list and len(value) == 2 and type(value[0]) is type(value[1]) is int:
