@@ -180,18 +180,10 @@ def start_process(mp, entry: Callable, target: Callable, queue, role, *args):
     return proc
 
 
-def shutdown(procs: list, patience: float) -> None:
-    """Join every child; terminate (then kill) those that do not finish in time."""
-    end = time.monotonic() + patience
-    for proc in procs:
-        proc.join(max(0.0, end - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(2.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+#: How long a benchmark child has after SIGTERM before it is SIGKILLed. A child is stopped
+#: with framebus.support.children.stop_all(procs, STOP_TIMEOUT, patience=...): given that
+#: patience to end by itself first, then SIGTERMed, then killed.
+STOP_TIMEOUT = 2.0
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -35,11 +35,8 @@ from .leftovers import clean_after, reclaim_stale
 from .spec import DecodeSpec
 from .support import children
 from .support.backoff import Backoff
-from .support.children import PARENT_ENV, die_with_parent
 
-#: The names bench/ and older callers know them by (their home is support/children.py).
-die_with_supervisor = die_with_parent
-__all__ = ["PARENT_ENV", "Child", "Supervisor", "die_with_supervisor"]
+__all__ = ["Child", "Supervisor"]
 
 log = logging.getLogger(__name__)
 

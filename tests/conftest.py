@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from framebus.discovery import broker_answers  # noqa: F401  (tests import it from here)
+from framebus.support import children
 from framebus.testing import netns, rtsp
 
 # Every ring and socket the suite makes carries this prefix, so cleanup is exact
@@ -77,17 +78,10 @@ class Processes:
     def consumer(self, *args: str) -> subprocess.Popen:
         return self.start(str(TESTS / "consumer.py"), *args)
 
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM,
+             timeout: float = 10) -> int | None:
+        """*sig* to *proc*'s process group, SIGKILL after *timeout*, reaped; its exit status."""
+        return children.stop(proc, timeout, sig)
 
     def close(self) -> None:
         for proc in reversed(self.procs):

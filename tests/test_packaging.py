@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from framebus.support.children import stop
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -206,11 +207,5 @@ def test_publish_and_subscribe_from_the_installed_wheel(venv):
         assert done.returncode == 0 and "received 10" in done.stdout, done.stdout + done.stderr
     finally:
         for proc in reversed(started):  # the producer first: it unlinks its ring
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc, timeout=10)
             proc.stderr.close()

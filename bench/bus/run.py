@@ -18,8 +18,9 @@ import posix_ipc
 import framebus
 from bench.bus.cell import GRACE, PHASE_GAP, SHM_PREFIX, STARTUP_TIMEOUT, Cell
 from bench.bus.children import child_entry, consumer_process, producer_process
-from bench.common import SLOTS, ThreadBroker, free_port, loop_rate, shutdown, start_process
+from bench.common import SLOTS, STOP_TIMEOUT, ThreadBroker, free_port, loop_rate, start_process
 from framebus import config
+from framebus.support.children import stop_all
 
 # -- running a cell from the main process -----------------------------------------------------
 
@@ -44,7 +45,7 @@ def run_cell(cell: Cell, mp) -> tuple[dict, list[dict]]:
         return phases, [reports[i] for i in range(cell.subs)]
     finally:
         stop.set()
-        shutdown(procs, patience=5.0)
+        stop_all(procs, STOP_TIMEOUT, patience=5.0)
         queue.close()
 
 

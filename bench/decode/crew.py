@@ -7,7 +7,6 @@ import os
 import queue as queue_module
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,11 +16,11 @@ from pathlib import Path
 from rich.live import Live
 from rich.text import Text
 
-from bench.common import ThreadBroker, free_port, sweep_rings
+from bench.common import STOP_TIMEOUT, ThreadBroker, free_port, sweep_rings
 from bench.decode.children import child_entry
 from bench.decode.settings import err
 from bench.decode.video import Video
-from framebus.supervisor import PARENT_ENV
+from framebus.support.children import framebus_command, spawn, stop_all
 
 
 @dataclass
@@ -64,33 +63,21 @@ class Bench:
         self.broker.start()
 
     def start_decoder(self, video: Video, name: str, *options: str) -> Decoder:
-        argv = [sys.executable, "-m", "framebus", "decode", str(video.path), "--name", name,
-                *options]
+        args = ["decode", str(video.path), "--name", name, *options]
         log = self.logs / f"{name}.log"
-        # A session of its own: a Ctrl-C at the terminal reaches this process only, which
-        # stops the decoders in order. PARENT_ENV makes `framebus decode` ask the kernel for
-        # SIGTERM should this process die without stopping it (as under `framebus up`).
+        # spawn(): a session of its own, so a Ctrl-C at the terminal reaches this process only,
+        # which stops the decoders in order; and `framebus decode` asks the kernel for SIGTERM
+        # should this process die without stopping it (as under `framebus up`).
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, PARENT_ENV: str(os.getpid())})
-        decoder = Decoder(name, argv, proc, log)
+            proc = spawn(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        decoder = Decoder(name, framebus_command(args), proc, log)
         self.decoders.append(decoder)
         return decoder
 
     def stop_decoders(self, decoders: list[Decoder], patience: float = 5.0) -> None:
-        """SIGTERM all at once (they unlink their rings on the way out), then wait; kill
-        what does not stop in time."""
-        for d in decoders:
-            if d.proc.poll() is None:
-                d.proc.terminate()
-        end = time.monotonic() + patience
-        for d in decoders:
-            try:
-                d.proc.wait(max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                d.proc.kill()
-                d.proc.wait()
+        """SIGTERM all at once (they unlink their rings on the way out), then wait up to
+        *patience* seconds; kill what does not stop in time."""
+        stop_all([d.proc for d in decoders], timeout=patience)
 
     def sweep(self) -> None:
         """Unlink any ring of this run still in /dev/shm, and note it (a framebus bug when
@@ -183,16 +170,7 @@ class Crew:
     def close(self) -> None:
         self.stop.set()
         self.bench.stop_decoders(self.decoders)
-        end = time.monotonic() + 5.0
-        for child in self.children:
-            child.join(max(0.0, end - time.monotonic()))
-        for child in self.children:
-            if child.is_alive():
-                child.terminate()
-                child.join(2.0)
-            if child.is_alive():
-                child.kill()
-                child.join()
+        stop_all(self.children, STOP_TIMEOUT, patience=5.0)
         self.queue.close()
         self.bench.sweep()
 

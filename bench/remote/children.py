@@ -14,7 +14,7 @@ import numpy as np
 from bench.common import Aborted, Sender, publish_for, warm_up
 from bench.remote.cell import PHASE_GAP, RECV_TIMEOUT, SLOW_PERIOD, TAIL_FPS, WARMUP_FPS, Cell
 from bench.remote.systems import make_receiver, make_sender
-from framebus.supervisor import die_with_supervisor
+from framebus.support.children import die_with_parent
 from framebus.testsrc import TestPattern
 
 # -- the child processes ----------------------------------------------------------------------
@@ -37,7 +37,7 @@ def exit_on_sigterm(code: int) -> None:
 def child_entry(target: Callable, queue, role, *args) -> None:
     """Entry point of every child: SIGTERM unwinds like Ctrl-C; dies with the main process."""
     exit_on_sigterm(0)
-    die_with_supervisor()  # PR_SET_PDEATHSIG: even a SIGKILLed main leaves no child behind
+    die_with_parent()  # PR_SET_PDEATHSIG: even a SIGKILLed main leaves no child behind
     try:
         target(queue, *args)
     except (KeyboardInterrupt, SystemExit, Aborted):

@@ -10,9 +10,10 @@ import numpy as np
 import zmq
 from rich.console import Console
 
-from bench.common import loop_rate, shutdown
+from bench.common import STOP_TIMEOUT, loop_rate
 from bench.remote.cell import JPEG_QUALITY, STARTUP_TIMEOUT
 from bench.remote.run import start_child
+from framebus.support.children import stop_all
 from framebus.testsrc import TestPattern
 
 
@@ -89,7 +90,7 @@ def path_costs(width: int, height: int, seconds: float, mp) -> dict[str, float]:
             costs[f"wire fps, {k} request(s) in flight"] = wire_rate(endpoint, shape, k, seconds)
     finally:
         stop.set()
-        shutdown([server], patience=8.0)
+        stop_all([server], STOP_TIMEOUT, patience=8.0)
         queue.close()
     return costs
 

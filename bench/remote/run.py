@@ -7,19 +7,19 @@ import os
 import queue as queue_module
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import cpu_seconds, free_port, shutdown, start_process, sweep_rings
+from bench.common import STOP_TIMEOUT, cpu_seconds, free_port, start_process, sweep_rings
 from bench.remote.cell import GRACE, STARTUP_TIMEOUT, Cell, err
 from bench.remote.children import child_entry, consumer_process, producer_process
 from framebus.discovery import BrokerClient
 from framebus.errors import FramebusError
-from framebus.supervisor import PARENT_ENV
+from framebus.support.children import PARENT_ENV, framebus_command, stop_all
+from framebus.support.children import stop as stop_child
 
 # -- CPU of every process of a cell, from /proc ------------------------------------------------
 
@@ -77,7 +77,7 @@ class Environment:
     def _service(self, *args: str, log_name: str) -> subprocess.Popen:
         """A `framebus` command in the background, its log in the runtime directory."""
         with open(Path(self.runtime_dir, log_name), "ab") as log_file:  # the child keeps a copy
-            return subprocess.Popen([sys.executable, "-m", "framebus", *args],
+            return subprocess.Popen(framebus_command(args),
                                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
 
     def start_broker(self) -> None:
@@ -133,20 +133,10 @@ class Environment:
 
     def close(self) -> None:
         for proc in (self.relay, self.broker):  # relay first: it reads rings and asks the broker
-            _stop_process(proc)
+            if proc is not None:
+                stop_child(proc)  # SIGTERM: framebus unwinds and closes its sockets; SIGKILL in 5 s
         self.sweep()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
-
-
-def _stop_process(proc: subprocess.Popen | None, patience: float = 5.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()  # SIGTERM: framebus unwinds and closes its sockets
-    try:
-        proc.wait(patience)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # -- running a cell from the main process -----------------------------------------------------
@@ -224,7 +214,7 @@ def run_cell(cell: Cell, env: Environment, mp) -> tuple[dict, list[dict], CpuSam
         live.finish()
         # Consumers close while the producer's tail still sends: a NetGear receive thread
         # only sees its stop flag when a message wakes it.
-        shutdown(procs[1:], patience=8.0)
+        stop_all(procs[1:], STOP_TIMEOUT, patience=8.0)
         return phases, [reports[i] for i in range(len(cell.consumers))], sampler
     finally:
         if sampler is not None:
@@ -233,7 +223,7 @@ def run_cell(cell: Cell, env: Environment, mp) -> tuple[dict, list[dict], CpuSam
         finish.set()
         if status is not None:
             status.stop()
-        shutdown(procs, patience=8.0)
+        stop_all(procs, STOP_TIMEOUT, patience=8.0)
         queue.close()
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from framebus.support.children import stop
 from framebus.testing.netns import PYTHON, Host
 
 #: The repository root: where ``python -m tests.soak.NAME`` finds the package.
@@ -80,12 +81,7 @@ class Agent:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout)
         time.sleep(0.1)  # its last line, read by the reader thread
 
 
