@@ -2,6 +2,12 @@
 
 Descriptors arrive over ZeroMQ from the producer's PUB socket; the pixels are mapped
 read-only from its ring, so a frame costs no copy, whatever its size.
+
+In mode "all" a ring's history comes first: the frames older than its first descriptor
+that the ring still holds, read from the slot table. A PUB socket sends nothing to a
+subscriber until its connection is complete (ZeroMQ's slow joiner), so without them a
+subscriber started with its producer, or following one that restarted, would lose the
+first frames.
 """
 
 from __future__ import annotations
@@ -9,8 +15,10 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import msgspec
 import zmq
 
 from ..errors import ProtocolError, RingError
@@ -46,6 +54,9 @@ class ShmPath:
         self._endpoint: str | None = None
         self._ring: RingReader | None = None
         self._retired: collections.deque[bytes] = collections.deque(maxlen=16)
+        self._with_history = ctx.request.mode == "all"
+        self._history_taken: bytes | None = None  # token of the ring whose history was looked at
+        self._backlog: _Backlog | None = None
         self.last_message = 0.0
         try:
             self.update(info)
@@ -64,6 +75,11 @@ class ShmPath:
             self._endpoint = info.endpoint
 
     def receive(self, wait: float) -> Frame | None:
+        if self._backlog is not None:
+            frame = self._from_backlog()
+            if frame is not None:
+                return frame
+            # None: the backlog is over, and its last frames were lapped; read on.
         if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
             return None
         return self._accept(self._socket.recv())
@@ -81,6 +97,7 @@ class ShmPath:
 
     def close(self) -> None:
         self._socket.close(linger=0)
+        self._backlog = None
         self._ring = None  # unmapped once the frames the caller still holds are gone
 
     def _accept(self, message: bytes) -> Frame | None:
@@ -119,8 +136,66 @@ class ShmPath:
         except (ProtocolError, RingError) as exc:
             counts.reject("a descriptor", exc)
             return None
+        if self._with_history and desc.token != self._history_taken:
+            return self._start_backlog(desc, ring)
         counts.seen(desc.token, desc.seq)
         return Frame(desc, counts.returned(), ring=ring)
+
+    # -- history (mode "all") ----------------------------------------------------------
+
+    def _start_backlog(self, first: Descriptor, ring: RingReader) -> Frame | None:
+        """The first true descriptor of a ring: its older frames, then it, come next.
+
+        Only once per ring, so that a frame the ring's descriptors brought already is never
+        returned again from its slot. Before the first descriptor, ZeroMQ may have dropped
+        any of them: the ring is where they still are.
+        """
+        self._history_taken = first.token
+        self._backlog = _Backlog(ring, first, self._oldest_unseen(first, ring))
+        return self._from_backlog()
+
+    def _oldest_unseen(self, first: Descriptor, ring: RingReader) -> int:
+        """The seq of the oldest frame before *first* that the ring holds whole and this
+        subscriber has not seen; first.seq when there is none.
+
+        The frames older than that fell out of the ring before this subscriber came, and
+        are not its gap: it starts here. One it has seen (it returned it before, on another
+        path to the same ring) is never returned twice.
+        """
+        counts = self._ctx.counts
+        seq = min(first.seq, max(0, ring.head - ring.slot_count + 1))
+        while seq < first.seq and not (counts.is_new(first.token, seq)
+                                       and ring.holds(ring.slot_of(seq), seq)):
+            seq += 1
+        return seq
+
+    def _from_backlog(self) -> Frame | None:
+        """The backlog's next frame still whole; None once it is over (the first descriptor's
+        own frame comes last, and may have been lapped meanwhile).
+
+        A frame lapped while it waited is skipped here and counted, as a gap, by the next
+        one returned (Counts.seen): it is in dropped and frame.skipped, never returned stale.
+        """
+        backlog = self._backlog
+        assert backlog is not None
+        counts = self._ctx.counts
+        if backlog.first.token in self._retired:
+            self._backlog = None  # its producer was replaced: stale, like its descriptors
+            return None
+        while backlog.next_seq < backlog.first.seq:
+            seq = backlog.next_seq
+            backlog.next_seq += 1
+            desc = _older_descriptor(backlog.first, backlog.ring, seq)
+            if desc is not None:
+                counts.seen(desc.token, desc.seq)
+                return Frame(desc, counts.returned(), ring=backlog.ring)
+        self._backlog = None
+        first = backlog.first
+        counts.seen(first.token, first.seq)
+        if not backlog.ring.holds(first.slot, first.seq):
+            counts.missed(1)  # lapped while the older ones were being returned
+            return None
+        return Frame(first, counts.returned(), ring=backlog.ring)
 
     def _ring_for(self, desc: Descriptor) -> RingReader | None:
         """The mapped ring that *desc* points into, mapping it if it is new.
@@ -152,6 +227,34 @@ class ShmPath:
         if self._ring is not None:
             known.add(self._ring.token)
         return known
+
+
+@dataclass
+class _Backlog:
+    """A ring's frames older than its first descriptor, being returned before it."""
+
+    ring: RingReader
+    #: The ring's first descriptor: returned last, and the template of the older frames.
+    first: Descriptor
+    #: The seq of the next older frame to return.
+    next_seq: int
+
+
+def _older_descriptor(first: Descriptor, ring: RingReader, seq: int) -> Descriptor | None:
+    """A descriptor of frame *seq*, older than *first*, if its slot holds it whole.
+
+    What a frame is comes from *first* (the same ring: same stream, generation, geometry,
+    time base); which frame, from the writer's record in the slot table, read between two
+    looks at the stamp, so that a record the writer began to overwrite is never believed.
+    """
+    slot = ring.slot_of(seq)
+    if not ring.holds(slot, seq):
+        return None
+    record = ring.slot_info(slot)
+    if not ring.holds(slot, seq) or record.seq != seq:
+        return None
+    return msgspec.structs.replace(first, seq=seq, slot=slot, pts=record.pts,
+                                   timestamp_ns=record.timestamp_ns)
 
 
 def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
