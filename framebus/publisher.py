@@ -18,7 +18,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import config, pixfmt
-from .discovery import BrokerClient
+from .discovery import BrokerClient, BrokerFull
 from .errors import BrokerUnavailable, FramebusError, StreamNotFound
 from .names import topic, validate_stream_name
 from .protocol.descriptor import Descriptor
@@ -176,15 +176,21 @@ class Publisher:
         return self._connections.count
 
     def _close_transport(self) -> None:
-        """Close what is open, whatever got opened: also undoes a constructor cut short."""
-        self._registration.stop()  # unregisters, and closes the broker client
-        self._connections.close()
-        self._socket.close(linger=0)
-        if self._socket_file is not None:
-            self._socket_file.unlink(missing_ok=True)
-        if self._own_context:
-            self._context.destroy(linger=0)
-        self._ring.close(unlink=True)
+        """Close what is open, whatever got opened: also undoes a constructor cut short.
+
+        The ring goes whatever happens on the way: a signal that lands while the broker is
+        told goodbye (a SystemExit from a SIGTERM handler, say) must not leave it behind.
+        """
+        try:
+            self._registration.stop()  # unregisters, and closes the broker client
+            self._connections.close()
+            self._socket.close(linger=0)
+            if self._own_context:
+                self._context.destroy(linger=0)
+        finally:
+            if self._socket_file is not None:
+                self._socket_file.unlink(missing_ok=True)
+            self._ring.close(unlink=True)
 
     def __enter__(self) -> Publisher:
         return self
@@ -244,15 +250,21 @@ class _Connections:
 
 class _Registration(Heartbeat):
     """Keeps the broker told of the stream: registers, heartbeats with the figures, registers
-    again after the broker restarts or the ring changes, and unregisters at the end."""
+    again after the broker restarts or the ring changes, and unregisters at the end.
+
+    A broker that is full (as many live streams as its cap) is retried every beat, as one
+    that does not answer is: the stream is published meanwhile, and found once there is room.
+    """
 
     def __init__(self, pub: Publisher, client: BrokerClient) -> None:
         super().__init__(client, pub.name)
         self._pub = pub
         self._registered = False
+        self._full = False  # the broker said it has no room, and we said so
 
     def first_attempt(self) -> None:
-        """Register now, so a name clash fails the constructor; a missing broker does not."""
+        """Register now, so a name clash fails the constructor; a missing or full broker
+        does not."""
         try:
             self._register()
         except BrokerUnavailable:
@@ -288,11 +300,25 @@ class _Registration(Heartbeat):
                 pass
 
     def _register(self) -> None:
+        """Register the ring; a full broker is said once, and tried again at the next beat."""
         pub, ring = self._pub, self._pub._ring
         g = ring.geometry
-        self.client.request(
-            "register", name=pub.name, host=config.host_id(), pid=ring.header.writer_pid,
-            segment=ring.name, endpoint=pub.endpoint, token=ring.token,
-            generation=ring.generation, shape=list(g.shape), dtype=g.dtype.str, fmt=g.fmt,
-            slots=ring.slot_count)
+        try:
+            self.client.request(
+                "register", name=pub.name, host=config.host_id(), pid=ring.header.writer_pid,
+                segment=ring.name, endpoint=pub.endpoint, token=ring.token,
+                generation=ring.generation, shape=list(g.shape), dtype=g.dtype.str, fmt=g.fmt,
+                slots=ring.slot_count)
+        except BrokerFull as exc:
+            if not self._full:
+                log.warning("%s: the broker at %s is full: %s. Publishing anyway, and "
+                            "registering again every %.1f s: subscribers find the stream once "
+                            "there is room (a stream dies, or the broker's cap is raised)",
+                            pub.name, self.client.address, exc, self.interval)
+            self._full = True
+            return
+        if self._full:
+            log.info("%s: registered with the broker at %s, which has room again", pub.name,
+                     self.client.address)
+        self._full = False
         self._registered = True

@@ -89,3 +89,22 @@ def test_a_segment_it_may_not_read_is_left_alone_and_the_broker_goes_on(procs, b
         assert os.path.exists("/dev/shm" + name)
     finally:
         posix_ipc.unlink_shared_memory(name)
+
+
+def test_a_signal_while_a_publisher_says_goodbye_still_removes_its_ring(broker, stream_name):
+    """A SIGTERM handler's SystemExit may land anywhere in close(): while the broker is
+    told goodbye, say. The ring and the socket file must go all the same."""
+    import framebus
+
+    pub = framebus.Publisher(stream_name, shape=(8, 8, 3))
+    goodbye = pub._registration.stop
+
+    def interrupted(*args, **kwargs):
+        goodbye(*args, **kwargs)
+        raise SystemExit(0)  # as _stop_on_signal raises it, in the middle of closing
+
+    pub._registration.stop = interrupted
+    with pytest.raises(SystemExit):
+        pub.close()
+    assert not ring_path(stream_name).exists()
+    assert not socket_path(stream_name).exists()
