@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +33,13 @@ from .errors import FramebusError, ProtocolError
 from .keys import bind_servers
 from .leftovers import reclaim_stale, remove_dead_socket
 from .protocol.broker import (
+    LIST_PAGE,
     MAX_MESSAGE,
     MAX_RELAYS,
     MAX_STREAMS,
     Heartbeat,
     Listing,
+    ListPage,
     ListReply,
     Lookup,
     LookupReply,
@@ -56,18 +59,23 @@ from .protocol.broker import (
 from .protocol.fields import printable
 from .shm import reclaim
 from .shm.segment import pid_alive
+from .support.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 # MAX_STREAMS and MAX_RELAYS: the most streams and relays the broker keeps. Anyone who can
 # reach it may register, so without a cap a flood of well-formed registrations would grow it
-# for FORGET_AFTER; and `framebus ls` must still fit the whole list in one reply. A dead
-# entry makes room for a new one; only when all are alive is a newcomer refused, "full".
+# for FORGET_AFTER. A dead entry makes room for a new one; only when all are alive is a
+# newcomer refused, "full". `framebus ls` reads the list in pages (LIST_PAGE), whatever its size.
 
 #: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
 FORGET_AFTER = 300.0
 #: How often the broker looks for rings and socket files that killed producers left.
 LEFTOVERS_EVERY = 5.0
+#: Refusals are logged at most once in this many seconds per code, with how many went unsaid
+#: (each at debug level): a flood of bad requests, or a subscriber asking again and again for
+#: a stream that is not there, must not become a flood of logs. ``rejected`` counts them all.
+REFUSALS_LOGGED = 10.0
 
 
 class Refused(FramebusError):
@@ -123,6 +131,7 @@ class Broker:
                                                  _limit_message_size)
         self.requests = 0
         self.rejected = 0
+        self._refusals = Throttle(log, REFUSALS_LOGGED)
 
     def run(self, stop: threading.Event | None = None) -> None:
         log.info("broker serving on %s (host %s)", ", ".join(self.binds), self.host)
@@ -177,10 +186,16 @@ class Broker:
             log.exception("request failed")
             reply = Refusal(code="internal", error=printable(f"broker error: {exc!r}")[:1024])
         if isinstance(reply, Refusal):
-            self.rejected += 1
-            log.info("refused a request: %s", reply.error)
+            self._refused(reply)
         reply.id = request_id(frames[2]) if len(frames) == 3 else None
         self._reply(socket, identity, reply)
+
+    def _refused(self, refusal: Refusal) -> None:
+        """Count a refusal; log it, unless one of its code was logged lately (then at debug)."""
+        self.rejected += 1
+        if not self._refusals.warning("refused a request (%s): %s", refusal.code,
+                                      refusal.error, key=refusal.code):
+            log.debug("refused a request (%s): %s", refusal.code, refusal.error)
 
     def _reply(self, socket: zmq.Socket, identity: bytes, reply: Reply | Refusal) -> None:
         try:
@@ -197,7 +212,7 @@ class Broker:
                                     f"{entry.info.pid} on host {entry.info.host}")
         if entry is None:
             self._make_room(self._entries, MAX_STREAMS, lambda e: not e.info.alive,
-                            "stream", info.name)
+                            "streams", f"stream {info.name!r}")
         if entry and entry.info.token != info.token:
             self._reclaim(entry)
         self._entries[info.name] = _Entry(info, time.monotonic())
@@ -232,12 +247,19 @@ class Broker:
         return LookupReply(stream=self._describe(entry, time.monotonic()))
 
     def _list(self, req: Listing) -> ListReply:
+        """Everything (no ``limit``, as before pages), or the page that starts after ``after``."""
         now = time.monotonic()
-        return ListReply(
-            streams=[self._describe(e, now) for _, e in sorted(self._entries.items())],
-            relays=[RelayInfo(host=host, endpoint=r.endpoint, pid=r.pid,
-                              alive=now - r.last_seen <= self.dead_after)
-                    for host, r in sorted(self._relays.items())])
+        names = sorted(n for n, e in self._entries.items() if req.host in (None, e.info.host))
+        hosts = sorted(h for h in self._relays if req.host in (None, h))
+        limit = None if req.limit is None else min(req.limit, LIST_PAGE)
+        names, hosts, after = _page(names, hosts, req.after, limit)
+        streams = [self._describe(self._entries[name], now) for name in names]
+        relays = [RelayInfo(host=host, endpoint=r.endpoint, pid=r.pid,
+                            alive=now - r.last_seen <= self.dead_after)
+                  for host, r in ((host, self._relays[host]) for host in hosts)]
+        if limit is None:
+            return ListReply(streams=streams, relays=relays)
+        return ListPage(streams=streams, relays=relays, next=after)
 
     def _describe(self, entry: _Entry, now: float) -> StreamInfo:
         """A stream as clients see it: with the relay that serves its host, if one is alive."""
@@ -253,7 +275,7 @@ class Broker:
             now = time.monotonic()
             self._make_room(self._relays, MAX_RELAYS,
                             lambda r: now - r.last_seen > self.dead_after,
-                            "relay of host", host)
+                            "relays", f"the relay of host {host!r}")
         if known is None or (known.endpoint, known.pid) != (endpoint, pid):
             log.info("relay for host %s at %s (pid %d)", host, endpoint, pid)
         self._relays[host] = _Relay(endpoint, pid, time.monotonic())
@@ -265,15 +287,17 @@ class Broker:
     @staticmethod
     def _make_room(table: dict, cap: int, dead: Callable[[Any], bool], what: str,
                    newcomer: str) -> None:
-        """Room in *table* for one more: if it is full, forget the dead entry silent longest."""
+        """Room in *table* for one more: if it is full, forget the dead entry silent longest.
+
+        The refusal names the cap: a producer refused says it in its warning."""
         if len(table) < cap:
             return
         gone = [key for key, value in table.items() if dead(value)]
         if not gone:
-            raise Refused("full", f"no room for {what} {newcomer!r}: the broker keeps at most "
-                                  f"{cap}, and all of them are alive")
+            raise Refused("full", f"no room for {newcomer}: the broker keeps at most "
+                                  f"{cap} {what}, and all of them are alive")
         oldest = min(gone, key=lambda key: table[key].last_seen)
-        log.info("forgot the dead %s %s to make room for %s", what, oldest, newcomer)
+        log.info("forgot %r, dead, to make room for %s", oldest, newcomer)
         del table[oldest]
 
     _handlers: dict[type, Callable[[Broker, Any], Reply]] = {
@@ -317,6 +341,22 @@ class Broker:
 def _limit_message_size(socket: zmq.Socket) -> None:
     # An oversized message drops its sender's connection instead of our memory.
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+
+
+def _page(names: list[str], hosts: list[str], after: str | None,
+          limit: int | None) -> tuple[list[str], list[str], str | None]:
+    """The streams and relays of a page (of all, with no *limit*) from the sorted *names* and
+    *hosts*, and the cursor of the next page (None: this is the last)."""
+    kind, key = (after[0], after[2:]) if after else ("s", "")
+    names = [] if kind == "r" else names[bisect_right(names, key):]
+    hosts = hosts[bisect_right(hosts, key):] if kind == "r" else hosts
+    if limit is None:
+        return names, hosts, None
+    streams = names[:limit]
+    relays = hosts[:limit - len(streams)]
+    if len(streams) == len(names) and len(relays) == len(hosts):
+        return streams, relays, None
+    return streams, relays, f"r:{relays[-1]}" if relays else f"s:{streams[-1]}"
 
 
 def _same_producer(a: StreamInfo, b: StreamInfo) -> bool:

@@ -30,11 +30,13 @@ from .errors import (
 from .keys import is_local, secure_client
 from .names import validate_stream_name
 from .protocol.broker import (
+    LIST_PAGE,
     REPLIES,
-    ListReply,
+    ListPage,
     LookupReply,
     R,
     Refusal,
+    RelayInfo,
     Reply,
     StreamInfo,
     decode_reply,
@@ -44,11 +46,27 @@ from .protocol.broker import (
 
 log = logging.getLogger(__name__)
 
+#: The most streams and relays a client takes from the pages of one listing: a broker that
+#: keeps sending pages is not believed for ever.
+MAX_LISTED = 1 << 16
+
+
+class BrokerRefused(FramebusError):
+    """The broker refused a request with a code that has no class of its own here
+    ("internal": a bug in the broker, say)."""
+
+
+class BrokerFull(BrokerRefused):
+    """The broker keeps as many live streams (or relays) as its cap allows: no room for one
+    more until one of them dies. The message names the cap."""
+
+
 _ERRORS = {
     "not_found": StreamNotFound,  # lookup of a name the broker does not know
     "unknown": StreamNotFound,  # heartbeat from a producer the broker has forgotten
     "in_use": StreamInUse,
     "bad_request": ProtocolError,
+    "full": BrokerFull,
 }
 
 
@@ -64,6 +82,7 @@ class BrokerClient:
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._refused = False
+        self._paged = True  # until a broker older than paged lists refuses a page
 
     def _connect(self) -> zmq.Socket:
         if self._socket is None:
@@ -111,6 +130,14 @@ class BrokerClient:
         return msgspec.to_builtins(reply, builtin_types=(bytes,))
 
     def _call(self, op: str, expected: type[R], timeout: float | None, **fields: Any) -> R:
+        reply = self._exchange(op, expected, timeout, **fields)
+        if isinstance(reply, Refusal):
+            raise _ERRORS.get(reply.code, BrokerRefused)(reply.error)
+        return reply
+
+    def _exchange(self, op: str, expected: type[R], timeout: float | None,
+                  **fields: Any) -> R | Refusal:
+        """One request, and its reply or refusal; BrokerUnavailable or ProtocolError if none."""
         timeout = self.timeout if timeout is None else timeout
         s = self._connect()
         rid = next(self._ids)
@@ -124,22 +151,53 @@ class BrokerClient:
             if len(frames) != 2 or frames[0] != b"":
                 log.warning("ignoring a broker reply of %d frames", len(frames))
             elif reply_id(frames[1]) == rid:  # else a late reply to an earlier request
-                reply = decode_reply(frames[1], expected)
-                if isinstance(reply, Refusal):
-                    raise _ERRORS.get(reply.code, FramebusError)(reply.error)
-                return reply
+                return decode_reply(frames[1], expected)
         raise self._unavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
 
     def lookup(self, name: str, timeout: float | None = None) -> StreamInfo:
         validate_stream_name(name)
         return self._call("lookup", LookupReply, timeout, name=name).stream
 
-    def streams(self, timeout: float | None = None) -> list[StreamInfo]:
-        return self._call("list", ListReply, timeout).streams
+    def streams(self, timeout: float | None = None, host: str | None = None) -> list[StreamInfo]:
+        """The streams the broker knows (of *host* only, if given), live or recently dead."""
+        return self.listing(timeout, host)[0]
 
     def relays(self, timeout: float | None = None) -> list[dict[str, Any]]:
         """The relays the broker knows: host, endpoint, pid, alive."""
-        return [msgspec.structs.asdict(r) for r in self._call("list", ListReply, timeout).relays]
+        return [msgspec.structs.asdict(r) for r in self.listing(timeout)[1]]
+
+    def listing(self, timeout: float | None = None,
+                host: str | None = None) -> tuple[list[StreamInfo], list[RelayInfo]]:
+        """Every stream and relay the broker knows (of *host* only, if given), read page by
+        page, each page a request of its own with its own *timeout*."""
+        streams: list[StreamInfo] = []
+        relays: list[RelayInfo] = []
+        after: str | None = None
+        while True:
+            page = self._page(after, host, timeout)
+            streams += page.streams
+            relays += page.relays
+            if page.next is None:
+                return streams, relays
+            if page.next == after or len(streams) + len(relays) > MAX_LISTED:
+                raise ProtocolError(f"the broker at {self.address} sends pages that never end")
+            after = page.next
+
+    def _page(self, after: str | None, host: str | None, timeout: float | None) -> ListPage:
+        """The page of the listing after *after*; all of it from a broker older than pages."""
+        if self._paged:
+            where = {k: v for k, v in (("after", after), ("host", host)) if v is not None}
+            reply = self._exchange("list", ListPage, timeout, limit=LIST_PAGE, **where)
+            if not isinstance(reply, Refusal):
+                return reply
+            if reply.code != "bad_request" or after is not None:
+                raise _ERRORS.get(reply.code, BrokerRefused)(reply.error)
+            self._paged = False  # it knows no `limit`: it answers a whole list, as before
+        page = self._call("list", ListPage, timeout)
+        if host is not None:  # an older broker knows no `host` either
+            page.streams = [s for s in page.streams if s.host == host]
+            page.relays = [r for r in page.relays if r.host == host]
+        return page
 
     def close(self) -> None:
         self._reset()

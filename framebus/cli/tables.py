@@ -25,8 +25,7 @@ def ls_(broker: str, as_json: bool) -> None:
     """List the streams the broker knows, on every host, and the relays serving them."""
     try:
         with BrokerClient(broker, timeout=2.0) as client:
-            infos = client.streams()
-            relays = client.relays()
+            infos, relays = client.listing()  # page by page: a site of any size fits
     except BrokerUnavailable as exc:
         raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
     except FramebusError as exc:  # AccessDenied, say
@@ -38,8 +37,8 @@ def ls_(broker: str, as_json: bool) -> None:
     console = stdout_console()
     console.print(_streams_table(infos))
     for r in relays:
-        console.print(f"relay for host {r['host']}: {r['endpoint']} "
-                      f"({'alive' if r['alive'] else 'dead'}, pid {r['pid']})", highlight=False)
+        console.print(f"relay for host {r.host}: {r.endpoint} "
+                      f"({'alive' if r.alive else 'dead'}, pid {r.pid})", highlight=False)
 
 
 def _streams_table(infos: list[StreamInfo]) -> Table:

@@ -36,17 +36,26 @@ from .fields import (
 MAX_MESSAGE = 64 * 1024
 #: Bytes, at most, of a request the broker decodes (the largest valid one has about 1000).
 MAX_REQUEST = 4096
-#: Bytes, at most, of a reply a client decodes: a full list.
+#: Bytes, at most, of a reply a client decodes: a page of a list, or a whole list of old.
 MAX_REPLY = 16 * MAX_MESSAGE
-#: The most streams and relays the broker keeps, and lists.
+#: The most streams and relays the broker keeps, and lists in one reply when asked for all.
 MAX_STREAMS = 256
 MAX_RELAYS = 64
 MAX_FIGURES = 16
+#: The most entries (streams, then relays) in one page of a paged `list`. The largest entry
+#: the fields allow weighs about 6 KiB (a host, endpoints and figure names of 4-byte
+#: characters), so a page of them still fits MAX_REPLY, whatever the caps grow to; a whole
+#: list of 256 such streams does not (1.3 MiB), hence pages. tests/test_refusals.py weighs one.
+LIST_PAGE = 128
 
 FigureName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[^\W\d]\w*\Z")]
 #: A producer's own figures (a decoder's decode_fps, dropped, ...): identifiers to numbers.
 Figures = Annotated[dict[FigureName, int | float], Meta(max_length=MAX_FIGURES)]
 Segment = Annotated[str, Meta(max_length=255, pattern=r"^/[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")]
+#: Where a page of a list starts: "s:" and the stream name after which it starts, or "r:" and
+#: the host of the relay after which it starts (the streams were all on earlier pages).
+#: Printable, as checked in __post_init__.
+Cursor = Annotated[str, Meta(min_length=3, max_length=257, pattern=r"^[sr]:")]
 
 
 def _check_figures(figures: dict[str, Any]) -> None:
@@ -141,7 +150,20 @@ class Lookup(_Request, tag="lookup"):
 
 
 class Listing(_Request, tag="list"):
-    pass
+    """Every stream and relay the broker knows, in one reply; or, given ``limit``, in pages.
+
+    A page holds at most ``limit`` (or LIST_PAGE, if less) entries, streams by name first,
+    then relays by host, and its ``next`` is the ``after`` of the next page. A cursor, not an
+    offset: a stream that registers or is forgotten between two pages shifts nothing.
+    """
+
+    limit: Annotated[int, Meta(ge=1, le=2**63 - 1)] | None = None
+    after: Cursor | None = None
+    #: Only the streams of this host, and its relay (a relay wants no more).
+    host: Text | None = None
+
+    def __post_init__(self) -> None:
+        check_printable(self, "host", "after")
 
 
 class Ping(_Request, tag="ping"):
@@ -190,8 +212,23 @@ class RelayInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ListReply(Reply, kw_only=True):
+    """The reply to a `list` without ``limit``: everything, as before pages."""
+
     streams: Annotated[list[StreamInfo], Meta(max_length=MAX_STREAMS)]
     relays: Annotated[list[RelayInfo], Meta(max_length=MAX_RELAYS)]
+
+
+class ListPage(ListReply, kw_only=True):
+    """The reply to a `list` with ``limit``; decodes a ListReply too (``next`` then None)."""
+
+    streams: Annotated[list[StreamInfo], Meta(max_length=max(MAX_STREAMS, LIST_PAGE))]
+    relays: Annotated[list[RelayInfo], Meta(max_length=max(MAX_RELAYS, LIST_PAGE))]
+    #: The ``after`` of the next page; None on the last.
+    next: Cursor | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_printable(self, "next")
 
 
 class PingReply(Reply, kw_only=True):
@@ -217,7 +254,7 @@ class Refusal(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 #: The reply each op gets when it is done (the others: Reply).
-REPLIES: dict[str, type[Reply]] = {"lookup": LookupReply, "list": ListReply, "ping": PingReply}
+REPLIES: dict[str, type[Reply]] = {"lookup": LookupReply, "list": ListPage, "ping": PingReply}
 R = TypeVar("R", bound=Reply)
 
 

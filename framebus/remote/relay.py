@@ -24,11 +24,12 @@ import zmq
 from msgspec.structs import replace
 
 from .. import config
-from ..discovery import BrokerClient
+from ..discovery import BrokerClient, BrokerFull
 from ..errors import FramebusError, ProtocolError
 from ..keys import bind_servers, is_local
 from ..protocol import relay as wire
 from ..support.heartbeat import Heartbeat
+from ..support.throttle import Throttle
 from .feed import NOTIFY, Feed
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ MAX_SUBSCRIBERS = 1024
 REFRESH_EVERY = 0.05
 #: Requests over this size make ZeroMQ drop the sender's connection (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE = wire.MAX_REQUEST * 2
+#: Refusals are logged at most once in this many seconds per code, with how many went unsaid.
+REFUSALS_LOGGED = 10.0
 
 
 @dataclass
@@ -81,6 +84,7 @@ class Relay:
         self._feeds: dict[str, Feed] = {}
         self._subscribers: dict[tuple[int, bytes], _Subscriber] = {}
         self.sent = self.rejected = 0
+        self._refusals = Throttle(log, REFUSALS_LOGGED)
         try:
             self._sockets, self._keys = bind_servers(self._context, self.binds, keys_dir,
                                                      "relay", _prepare)
@@ -190,20 +194,20 @@ class Relay:
         self._update_demand(feed)
 
     def _on_streams(self) -> None:
-        """The broker's list of this host's streams is fresh: answer who waited for it."""
+        """The list of this host's streams is fresh: serve, in order, who waited for one in it."""
         registration = self._registration
         for key, sub in list(self._subscribers.items()):
-            if sub.pending is None or registration.done <= sub.pending:
-                continue  # the list was asked for before this subscriber's want came
-            sub.pending = None
-            if sub.want.stream in registration.known:
-                self._start_serving(key, sub)
+            if sub.pending is None:
                 continue
-            del self._subscribers[key]
-            why = "" if registration.reachable else \
-                f" (the broker at {self.broker} does not answer)"
-            self._refuse(sub.socket, sub.identity, "not_found",
-                         f"no stream named {sub.want.stream!r} on host {config.host_id()}{why}")
+            if sub.want.stream in registration.known:  # in any list: no need to wait for more
+                sub.pending = None
+                self._start_serving(key, sub)
+            elif registration.done > sub.pending:  # lacking from a list asked for after the want
+                del self._subscribers[key]
+                why = "" if registration.reachable else \
+                    f" (the broker at {self.broker} does not answer)"
+                self._refuse(sub.socket, sub.identity, "not_found", f"no stream named "
+                             f"{sub.want.stream!r} on host {config.host_id()}{why}")
 
     def _room_for_a_subscriber(self) -> bool:
         """Whether one more subscriber fits, forgetting the quietest if it has gone quiet."""
@@ -217,7 +221,8 @@ class Relay:
 
     def _refuse(self, socket: zmq.Socket, identity: bytes, code: str, message: str) -> None:
         self.rejected += 1
-        log.warning("refused a request: %s", message)
+        if not self._refusals.warning("refused a request (%s): %s", code, message, key=code):
+            log.debug("refused a request (%s): %s", code, message)
         try:
             socket.send_multipart([identity, *wire.error_reply(code, message)], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -354,6 +359,7 @@ class _Registration(Heartbeat):
         self.known: frozenset[str] = frozenset()
         self.started = 0  # refreshes begun
         self.done = 0  # the number of the last refresh finished, whether the broker answered
+        self._full = Throttle(log, REFUSALS_LOGGED)  # the broker has no room for the relay
 
     def refresh_soon(self) -> None:
         self.wake()
@@ -374,11 +380,14 @@ class _Registration(Heartbeat):
         number = self.started
         try:
             if time.monotonic() >= self._next_beat:
-                self.client.request("relay", host=config.host_id(),
-                                    endpoint=self._relay.endpoint, pid=os.getpid())
+                try:  # a full broker is logged as refusals are, and the list refreshed anyway
+                    self.client.request("relay", host=config.host_id(),
+                                        endpoint=self._relay.endpoint, pid=os.getpid())
+                except BrokerFull as exc:
+                    self._full.warning("relay: %s; retrying every beat", exc)
                 self._next_beat = time.monotonic() + config.HEARTBEAT_INTERVAL
             host = config.host_id()
-            self.known = frozenset(s.name for s in self.client.streams() if s.host == host)
+            self.known = frozenset(s.name for s in self.client.streams(host=host))
         finally:  # answered or not, the subscribers waiting for this refresh hear of it
             self.done = number
             self._tell_the_loop()
