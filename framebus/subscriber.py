@@ -24,13 +24,15 @@ the ring; any gap is reported in ``Frame.skipped`` and ``dropped``.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from collections.abc import Iterator
 
 import zmq
 
 from . import config
-from .discovery import BrokerClient
+from .discovery import BrokerClient, BrokerRefused
 from .errors import BrokerUnavailable, StreamNotFound, Timeout
 from .frame import Frame
 from .names import validate_stream_name
@@ -40,6 +42,9 @@ from .paths.shm import ShmPath, ring_may_be_here
 from .paths.tcp import RemotePath
 from .protocol import relay as wire
 from .protocol.broker import StreamInfo
+from .shm.segment import SHM_DIR
+from .support.backoff import Backoff
+from .support.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +52,16 @@ MODES: tuple[Mode, ...] = ("latest", "all")
 TRANSPORTS: tuple[Transport, ...] = ("auto", "shm", "tcp")
 #: Ask the broker again when the stream has been silent this long (seconds).
 RESOLVE_WHEN_SILENT = 1.0
-#: Ask this often while no producer is known (seconds).
+#: Ask this often while no producer is known (seconds)...
 RESOLVE_UNCONNECTED = 0.1
+#: ... at first: each refusal (no such stream yet) doubles the pause, up to this, and an
+#: answer starts it over. A stream that comes up is found within it.
+RESOLVE_REFUSED_CAP = 0.5
+#: Refusals other than not_found ("internal": a broker's bug) are logged at most this often.
+REFUSALS_LOGGED = 10.0
+#: While it has no path, the subscriber looks this often for the stream's ring on this host: a
+#: producer here that comes up is asked about at once, however long the pause (seconds).
+RING_LOOK_EVERY = 0.05
 _POLL_SLICE = 0.25
 
 
@@ -85,6 +98,10 @@ class Subscriber:
         self._ctx = PathContext(self._context, Request(name, mode, queue, codec, quality),
                                 self._counts, self._on_new_ring)
         self._broker = BrokerClient(broker, context=self._context, timeout=0.5)
+        self._refusals = Backoff(RESOLVE_UNCONNECTED, RESOLVE_REFUSED_CAP, math.inf)
+        self._said_refused = Throttle(log, REFUSALS_LOGGED)
+        self._ring_file = SHM_DIR + config.segment_name(name)
+        self._ring_seen: int | None = None  # the inode of the ring seen there, if one is
         #: What the broker last said of the stream.
         self.info: StreamInfo | None = None
         self._path: Path | None = None
@@ -142,7 +159,7 @@ class Subscriber:
                 now = time.monotonic()
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
             if wait > 0:
-                frame = self._path.receive(wait) if self._path else _idle(wait)
+                frame = self._path.receive(wait) if self._path else self._idle(wait)
                 if self._resolve_now:
                     self._resolve(0.5)  # a new ring: learn of it before its first frame goes
                 if frame is not None:
@@ -167,8 +184,16 @@ class Subscriber:
         self._next_resolve = time.monotonic() + (0.5 if self._path else RESOLVE_UNCONNECTED)
         try:
             info = self._broker.lookup(self.name, timeout=min(timeout or 0.5, 0.5))
-        except (StreamNotFound, BrokerUnavailable) as exc:
+        except BrokerUnavailable as exc:  # the timeout it took paces the next try
             log.debug("%s: not resolved yet: %s", self.name, exc)
+            return
+        except (StreamNotFound, BrokerRefused) as exc:
+            self._pause()
+            if isinstance(exc, StreamNotFound):
+                log.debug("%s: not resolved yet: %s", self.name, exc)
+            else:
+                self._said_refused.warning("%s: the broker refused a lookup: %s", self.name, exc,
+                                           key=type(exc).__name__)
             return
         if self.info is not None and info.token != self.info.token and self._path is not None:
             self._path.retire(self.info.token)  # a new producer or generation replaced it
@@ -181,6 +206,7 @@ class Subscriber:
             self._path.close()
             self._path = None
         if kind is None:
+            self._pause()
             return
         try:
             if self._path is None:
@@ -197,6 +223,33 @@ class Subscriber:
             if self._path is not None:
                 self._path.close()
                 self._path = None
+            self._pause()
+            return
+        self._refusals.reset()  # a way to the stream: the next refusal starts the pauses over
+
+    def _pause(self) -> None:
+        """The broker's answer gave no way to the stream: asked again at once, it would give
+        the same. The next lookup waits a pause that doubles with each such answer, from
+        RESOLVE_UNCONNECTED up to RESOLVE_REFUSED_CAP."""
+        self._next_resolve = max(self._next_resolve, time.monotonic() + self._refusals.next())
+
+    def _idle(self, wait: float) -> Frame | None:
+        """Wait *wait* seconds with no path (no frame comes), or until the next lookup is due;
+        a new ring of the stream on this host ends the wait and the pause between lookups at
+        once: its producer registers now."""
+        deadline = min(time.monotonic() + wait, self._next_resolve)
+        while not self._resolve_now:
+            ring = _file_id(self._ring_file)
+            if ring is not None and ring != self._ring_seen:
+                self._refusals.reset()
+                self._resolve_now = True
+            self._ring_seen = ring
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(left, RING_LOOK_EVERY))
+        return None
+
 
     def _open_path(self, kind: PathKind, info: StreamInfo) -> Path:
         if kind == "shm":
@@ -255,6 +308,10 @@ class Subscriber:
                 f"received={self.received} dropped={self.dropped}>")
 
 
-def _idle(wait: float) -> Frame | None:
-    time.sleep(wait)
-    return None
+def _file_id(path: str) -> int | None:
+    """Which file is at *path*, by its inode (a new ring is a new file), or None if none is.
+    Not its times: a ring written to may change them, and that is no new producer."""
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None

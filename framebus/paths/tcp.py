@@ -5,12 +5,15 @@ answers with the newest frame it does not have yet. So a slow caller never finds
 a queue of old frames, however slow it is, and costs nobody else anything. A
 caller that keeps pace holds a second credit, so the next frame travels while it
 takes this one. A credit lost to a relay restart or a network cut is asked again
-after a second of silence; ZeroMQ reconnects by itself.
+after a second of silence; ZeroMQ reconnects by itself. A credit the relay refuses
+(not_found, full) is asked again after a pause that doubles with each refusal, up to
+REFUSED_CAP, and starts over with the next frame.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import ClassVar, Literal
 
@@ -25,6 +28,7 @@ from ..keys import secure_client
 from ..protocol import relay as wire
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
+from ..support.backoff import Backoff
 from .base import PathContext
 
 log = logging.getLogger("framebus.subscriber")
@@ -33,6 +37,11 @@ log = logging.getLogger("framebus.subscriber")
 ASK_AGAIN_AFTER = 1.0
 #: A caller back for the next frame within this long keeps pace, and gets a second credit.
 KEEPING_PACE = 0.01
+#: After the relay refuses a credit, the next waits REFUSED_FIRST, twice that after another
+#: refusal, and so on up to REFUSED_CAP (seconds): asked again at once, a relay that says
+#: not_found would be asked 20 times a second, and one that says full thousands of times.
+REFUSED_FIRST = 0.1
+REFUSED_CAP = 2.0
 _HANDSHAKE_FAILED: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's key",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "did not speak the same security protocol",
@@ -55,6 +64,8 @@ class RemotePath:
         self._outstanding = 0  # credits sent and not answered yet
         self._asked = 0.0  # when the oldest of them was sent
         self._returned = 0.0  # when the last frame was handed over
+        self._refusals = Backoff(REFUSED_FIRST, REFUSED_CAP, stable_after=math.inf)
+        self._quiet_until = 0.0  # no credit is sent before this, after a refusal
         self.last_message = 0.0
 
     def update(self, info: StreamInfo) -> None:
@@ -62,6 +73,8 @@ class RemotePath:
             relay = _RelayConnection(self._ctx.context, info.relay)
             self._relay.close()
             self._relay, self._outstanding = relay, 0
+            self._refusals.reset()  # what the old relay refused, the new one may have
+            self._quiet_until = 0.0
             log.info("%s: receiving through the relay at %s", self._name, info.relay)
 
     def receive(self, wait: float) -> Frame | None:
@@ -75,7 +88,8 @@ class RemotePath:
             self._drop_prefetched()
         if self._outstanding and now - self._asked > ASK_AGAIN_AFTER:
             self._outstanding = 0  # lost to a relay restart or a network cut
-        while self._outstanding < (2 if keeping_pace else 1) and self._ask(now):
+        asking = now >= self._quiet_until
+        while asking and self._outstanding < (2 if keeping_pace else 1) and self._ask(now):
             pass
         socket = self._relay.socket
         if not socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
@@ -118,6 +132,7 @@ class RemotePath:
         kind = parts[0].bytes
         if kind == wire.ERROR and len(parts) == 2:
             code, message = wire.parse_error(parts[1].bytes)
+            self._refused()
             raise ProtocolError(f"the relay says {code}: {message}")
         if kind != wire.FRAME or len(parts) != 4:
             raise ProtocolError("not a frame message")
@@ -131,7 +146,15 @@ class RemotePath:
         pixels, desc = _pixels(desc, codec, parts[3].buffer)
         counts.seen(desc.token, desc.seq)
         self._want = _want(self._ctx, token=desc.token, after=desc.seq)
+        self._refusals.reset()
         return Frame(desc, counts.returned(), pixels=pixels)
+
+    def _refused(self) -> None:
+        """The relay refused a credit: pause before the next. The second credit of a pair is
+        refused with the first, and does not lengthen the pause."""
+        now = time.monotonic()
+        if now >= self._quiet_until:
+            self._quiet_until = now + self._refusals.next()
 
     def close(self) -> None:
         self._relay.close()
