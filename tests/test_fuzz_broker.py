@@ -115,3 +115,21 @@ def test_a_registered_endpoint_zeromq_refuses_is_a_timeout_with_its_reason(broke
     with framebus.Subscriber(stream_name, transport="shm") as sub, \
             pytest.raises(framebus.Timeout, match="cannot connect"):
         sub.recv(timeout=0.5)
+
+
+def test_a_flood_of_refusals_is_a_line_of_each_code(procs, broker_address, tmp_path):
+    """3,000 bad requests and 300 lookups of missing streams, well within the 10 s in which a
+    code is logged once (framebus.broker.REFUSALS_LOGGED): one line of each code in the log
+    of `framebus -v broker`, and every request answered."""
+    log = tmp_path / "broker.log"
+    start_broker(procs, broker_address, log)
+    with BrokerProber(broker_address) as prober, BrokerClient(broker_address) as client:
+        for _ in range(3000):
+            assert prober.probe([b"", b"\xc1"]) == REFUSED, prober.reply
+        for i in range(300):
+            with pytest.raises(framebus.StreamNotFound):
+                client.lookup(f"nobody-{i}")
+        assert prober.alive()
+    text = log.read_text(encoding="utf-8")  # the rest at debug level, if it is on
+    assert text.count("WARNING framebus.broker: refused a request (bad_request)") == 1, text[-2000:]
+    assert text.count("WARNING framebus.broker: refused a request (not_found)") == 1, text[-2000:]

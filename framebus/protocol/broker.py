@@ -45,7 +45,8 @@ MAX_FIGURES = 16
 #: The most entries (streams, then relays) in one page of a paged `list`. The largest entry
 #: the fields allow weighs about 6 KiB (a host, endpoints and figure names of 4-byte
 #: characters), so a page of them still fits MAX_REPLY, whatever the caps grow to; a whole
-#: list of 256 such streams does not (1.3 MiB), hence pages. tests/test_refusals.py weighs one.
+#: list of 256 such streams does not (1.5 MiB), hence pages (tests/test_refusals.py fills a
+#: broker with them and lists it).
 LIST_PAGE = 128
 
 FigureName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[^\W\d]\w*\Z")]
