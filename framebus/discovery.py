@@ -31,6 +31,7 @@ from .keys import is_local, secure_client
 from .names import validate_stream_name
 from .protocol.broker import (
     LIST_PAGE,
+    MAX_REPLY,
     REPLIES,
     ListPage,
     LookupReply,
@@ -150,6 +151,9 @@ class BrokerClient:
             frames = s.recv_multipart()
             if len(frames) != 2 or frames[0] != b"":
                 log.warning("ignoring a broker reply of %d frames", len(frames))
+            elif len(frames[1]) > MAX_REPLY:  # its id unread: said, not taken for silence
+                raise ProtocolError(f"a reply of {len(frames[1])} bytes from the broker at "
+                                    f"{self.address} exceeds {MAX_REPLY}")
             elif reply_id(frames[1]) == rid:  # else a late reply to an earlier request
                 return decode_reply(frames[1], expected)
         raise self._unavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
