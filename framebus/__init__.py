@@ -11,6 +11,8 @@ The public API::
 from .discovery import BrokerClient, streams
 from .errors import (
     AccessDenied,
+    BrokerFull,
+    BrokerRefused,
     BrokerUnavailable,
     FramebusError,
     FrameOverwritten,
@@ -34,8 +36,8 @@ from .subscriber import Subscriber
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccessDenied", "BrokerClient", "BrokerUnavailable", "Frame", "FrameOverwritten",
-    "FramebusError", "InvalidName", "KeyFileError", "ProtocolError", "Publisher", "RingError",
-    "ShmFull", "SiteError", "SourceError", "SpecError", "StreamInUse", "StreamInfo",
-    "StreamNotFound", "Subscriber", "Timeout", "streams",
+    "AccessDenied", "BrokerClient", "BrokerFull", "BrokerRefused", "BrokerUnavailable", "Frame",
+    "FrameOverwritten", "FramebusError", "InvalidName", "KeyFileError", "ProtocolError",
+    "Publisher", "RingError", "ShmFull", "SiteError", "SourceError", "SpecError", "StreamInUse",
+    "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "streams",
 ]

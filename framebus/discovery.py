@@ -21,6 +21,8 @@ import zmq
 from . import config
 from .errors import (
     AccessDenied,
+    BrokerFull,
+    BrokerRefused,
     BrokerUnavailable,
     FramebusError,
     ProtocolError,
@@ -50,16 +52,6 @@ log = logging.getLogger(__name__)
 #: The most streams and relays a client takes from the pages of one listing: a broker that
 #: keeps sending pages is not believed for ever.
 MAX_LISTED = 1 << 16
-
-
-class BrokerRefused(FramebusError):
-    """The broker refused a request with a code that has no class of its own here
-    ("internal": a bug in the broker, say)."""
-
-
-class BrokerFull(BrokerRefused):
-    """The broker keeps as many live streams (or relays) as its cap allows: no room for one
-    more until one of them dies. The message names the cap."""
 
 
 _ERRORS = {

@@ -80,3 +80,13 @@ class SiteError(FramebusError, ValueError):
 
 class KeyFileError(FramebusError):
     """CurveZMQ keys that are missing, unreadable, malformed or too open."""
+
+
+class BrokerRefused(FramebusError):
+    """The broker refused a request with a code that has no class of its own here
+    ("internal": a bug in the broker, say)."""
+
+
+class BrokerFull(BrokerRefused):
+    """The broker keeps as many live streams (or relays) as its cap allows: no room for one
+    more until one of them dies. The message names the cap."""

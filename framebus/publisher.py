@@ -18,8 +18,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import config, pixfmt
-from .discovery import BrokerClient, BrokerFull
-from .errors import BrokerUnavailable, FramebusError, StreamNotFound
+from .discovery import BrokerClient
+from .errors import BrokerFull, BrokerUnavailable, FramebusError, StreamNotFound
 from .names import topic, validate_stream_name
 from .protocol.descriptor import Descriptor
 from .shm import Geometry, RingWriter

@@ -32,8 +32,8 @@ from collections.abc import Iterator
 import zmq
 
 from . import config
-from .discovery import BrokerClient, BrokerRefused
-from .errors import BrokerUnavailable, StreamNotFound, Timeout
+from .discovery import BrokerClient
+from .errors import BrokerRefused, BrokerUnavailable, StreamNotFound, Timeout
 from .frame import Frame
 from .names import validate_stream_name
 from .paths import Counts, Path, PathContext, Request

@@ -26,10 +26,11 @@ FUZZ = settings(max_examples=250, deadline=None, database=None,
 # -- real processes, logging to files -----------------------------------------------------------
 
 def start_service(procs, log: Path, *args: str):
-    """`framebus -v ARGS`, its log to *log* (a pipe nobody reads would fill and stall it)."""
+    """`framebus -vv ARGS` (every refusal at debug: at warning they are throttled), its log to
+    *log* (a pipe nobody reads would fill and stall it)."""
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     with open(log, "w") as f:
-        return procs.framebus("-v", *args, stderr=f, env=env)
+        return procs.framebus("-vv", *args, stderr=f, env=env)  # each refusal at debug
 
 
 def start_testsrc(procs, name: str):

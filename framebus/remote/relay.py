@@ -24,8 +24,8 @@ import zmq
 from msgspec.structs import replace
 
 from .. import config
-from ..discovery import BrokerClient, BrokerFull
-from ..errors import FramebusError, ProtocolError
+from ..discovery import BrokerClient
+from ..errors import BrokerFull, FramebusError, ProtocolError
 from ..keys import bind_servers, is_local
 from ..protocol import relay as wire
 from ..support.heartbeat import Heartbeat
