@@ -63,7 +63,8 @@ from .support.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-# MAX_STREAMS and MAX_RELAYS: the most streams and relays the broker keeps. Anyone who can
+# MAX_STREAMS and MAX_RELAYS: the most streams and relays the broker keeps unless told
+# otherwise (max_streams=, max_relays=; `framebus broker --max-streams`). Anyone who can
 # reach it may register, so without a cap a flood of well-formed registrations would grow it
 # for FORGET_AFTER. A dead entry makes room for a new one; only when all are alive is a
 # newcomer refused, "full". `framebus ls` reads the list in pages (LIST_PAGE), whatever its size.
@@ -117,13 +118,19 @@ class Broker:
 
     def __init__(self, bind: str | list[str] | None = None, *,
                  context: zmq.Context | None = None, keys_dir: str | None = None,
-                 dead_after: float = config.DEAD_AFTER, forget_after: float = FORGET_AFTER) -> None:
+                 dead_after: float = config.DEAD_AFTER, forget_after: float = FORGET_AFTER,
+                 max_streams: int = MAX_STREAMS, max_relays: int = MAX_RELAYS) -> None:
         binds = [bind] if isinstance(bind, str) else list(bind or [])
         self.binds = binds or [config.broker_address()]
         self.address = self.binds[0]
         self.host = config.host_id()
         self.dead_after = dead_after
         self.forget_after = forget_after
+        if max_streams < 1 or max_relays < 1:
+            raise ValueError(f"the broker's caps must be at least 1, got {max_streams} streams "
+                             f"and {max_relays} relays")
+        self.max_streams = max_streams
+        self.max_relays = max_relays
         self._entries: dict[str, _Entry] = {}
         self._relays: dict[str, _Relay] = {}
         self._context = context or zmq.Context.instance()
@@ -211,7 +218,7 @@ class Broker:
             raise Refused("in_use", f"stream {info.name!r} is already published by pid "
                                     f"{entry.info.pid} on host {entry.info.host}")
         if entry is None:
-            self._make_room(self._entries, MAX_STREAMS, lambda e: not e.info.alive,
+            self._make_room(self._entries, self.max_streams, lambda e: not e.info.alive,
                             "streams", f"stream {info.name!r}")
         if entry and entry.info.token != info.token:
             self._reclaim(entry)
@@ -273,7 +280,7 @@ class Broker:
         known = self._relays.get(host)
         if known is None:
             now = time.monotonic()
-            self._make_room(self._relays, MAX_RELAYS,
+            self._make_room(self._relays, self.max_relays,
                             lambda r: now - r.last_seen > self.dead_after,
                             "relays", f"the relay of host {host!r}")
         if known is None or (known.endpoint, known.pid) != (endpoint, pid):

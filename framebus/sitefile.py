@@ -9,6 +9,7 @@
     # address = "tcp://127.0.0.1:5555"   # what this site's processes use
     # bind = ["tcp://10.0.0.5:5555"]     # further endpoints the broker serves
     # curve_keys = "/etc/framebus/keys"  # needed for any endpoint beyond loopback
+    # max_streams = 4096                 # the broker's caps (default 256 streams, 64 relays)
 
     [relay]                            # optional: serve this host's streams to other hosts
     bind = ["tcp://127.0.0.1:5556", "tcp://10.0.0.5:5556"]
@@ -66,6 +67,9 @@ class BrokerSpec:
     address: str
     bind: tuple[str, ...] = ()
     curve_keys: str | None = None
+    #: The broker's caps (`framebus broker --max-streams/--max-relays`); None: its defaults.
+    max_streams: int | None = None
+    max_relays: int | None = None
 
     def broker_args(self) -> list[str]:
         """The command line of `framebus broker` for a broker started for the site."""
@@ -74,6 +78,10 @@ class BrokerSpec:
             args += ["--bind", endpoint]
         if self.curve_keys:
             args += ["--curve-keys", self.curve_keys]
+        if self.max_streams is not None:
+            args += ["--max-streams", str(self.max_streams)]
+        if self.max_relays is not None:
+            args += ["--max-relays", str(self.max_relays)]
         return args
 
 
@@ -162,7 +170,7 @@ def _broker(value: object, where: str, base: Path) -> BrokerSpec:
         raise SiteError(f"{where}: broker must be an address (broker = \"tcp://HOST:PORT\") "
                         f"or a [broker] table, got {value!r}")
     context = f"{where}: [broker]"
-    _known(value, ("address", "bind", "curve_keys"), context)
+    _known(value, ("address", "bind", "curve_keys", "max_streams", "max_relays"), context)
     address = _address(value.get("address", config.broker_address()), f"{context}: address")
     bind = _endpoints(value, "bind", context)
     if address in bind:
@@ -170,7 +178,15 @@ def _broker(value: object, where: str, base: Path) -> BrokerSpec:
                         "serves anyway; list only further endpoints")
     keys = _curve_keys(value, context, base)
     _needs_keys(bind, keys, context, "broker")
-    return BrokerSpec(address, bind, keys)
+    return BrokerSpec(address, bind, keys, _cap(value, "max_streams", context),
+                      _cap(value, "max_relays", context))
+
+
+def _cap(table: dict, key: str, context: str) -> int | None:
+    value = table.get(key)
+    if value is not None and not (type(value) is int and value >= 1):
+        raise SiteError(f"{context}: {key} = {value!r} is not valid; expected an integer >= 1")
+    return value
 
 
 def _relay(table: dict, context: str, base: Path) -> RelaySpec:

@@ -133,3 +133,21 @@ def test_a_flood_of_refusals_is_a_line_of_each_code(procs, broker_address, tmp_p
     text = log.read_text(encoding="utf-8")  # the rest at debug level, if it is on
     assert text.count("WARNING framebus.broker: refused a request (bad_request)") == 1, text[-2000:]
     assert text.count("WARNING framebus.broker: refused a request (not_found)") == 1, text[-2000:]
+
+
+def test_the_caps_are_the_operators_to_set(procs, broker_address, tmp_path):
+    """`framebus broker --max-streams N --max-relays M`: the caps a site sizes for itself."""
+    broker = start_service(procs, tmp_path / "broker.log", "broker", "--bind", broker_address,
+                           "--max-streams", "300", "--max-relays", "3")
+    wait_until(lambda: framebus.discovery.broker_answers(broker_address), 10, what="the broker")
+    with BrokerClient(broker_address) as client:
+        for i in range(300):  # beyond the default cap of MAX_STREAMS
+            register_fake(client, f"fake{i}")
+        with pytest.raises(framebus.BrokerFull, match="300"):
+            register_fake(client, "one-too-many")
+        for i in range(3):
+            client.request("relay", host=f"h{i}", endpoint="tcp://127.0.0.1:1", pid=1)
+        with pytest.raises(framebus.BrokerFull, match="3"):
+            client.request("relay", host="h3", endpoint="tcp://127.0.0.1:1", pid=1)
+        assert len(client.streams()) == 300 > MAX_STREAMS and len(client.relays()) == 3
+    assert broker.poll() is None

@@ -35,7 +35,8 @@ def test_a_bad_site_file_is_refused_with_a_clear_error(procs, broker_address, tm
 
 BAD_SERVICES = {
     "broker-unknown-key": ('[broker]\nbnid = ["tcp://127.0.0.1:5999"]',
-                           "[broker]: unknown key(s) ['bnid']; known: address, bind, curve_keys"),
+                           ("[broker]: unknown key(s) ['bnid']; known: address, bind, curve_keys, "
+                            "max_streams, max_relays")),
     "broker-bind-not-a-list": ('[broker]\nbind = "tcp://127.0.0.1:5999"',
                                ("[broker]: bind = 'tcp://127.0.0.1:5999' is not valid; expected "
                                 "a non-empty list")),
@@ -48,6 +49,8 @@ BAD_SERVICES = {
                                    "[broker]: bind: BROKER is the address"),
     "broker-address-not-tcp": ('[broker]\naddress = "udp://127.0.0.1:5999"',
                                "[broker]: address = 'udp://127.0.0.1:5999' is not valid"),
+    "broker-cap-not-an-int": ("[broker]\nmax_streams = 0",
+                              "[broker]: max_streams = 0 is not valid; expected an integer >= 1"),
     "broker-no-keys": ('[broker]\ncurve_keys = "nokeys"', "[broker]: curve_keys: no key file"),
     "broker-not-a-string": ("broker = 5999", "broker must be an address"),
     "relay-not-a-table": ('relay = "tcp://127.0.0.1:5998"', "[relay] must be a table"),
@@ -99,6 +102,16 @@ def test_the_site_files_relay_default_and_example_are_the_real_ones(tmp_path):
     site = sitefile.load(tmp_path / "site.toml")
     assert site.broker.bind == ("tcp://10.0.0.5:5555",) and site.broker.curve_keys == str(keys)
     assert site.relay.advertise == "tcp://10.0.0.5:5556" and len(site.relay.bind) == 2
+
+
+def test_the_brokers_caps_reach_its_command_line(tmp_path):
+    site = tmp_path / "site.toml"
+    write_site(site, {"cam1": {"source": "testsrc"}},
+               '[broker]\nmax_streams = 4096\nmax_relays = 128')
+    args = sitefile.load(site).broker.broker_args()
+    assert args[-4:] == ["--max-streams", "4096", "--max-relays", "128"]
+    write_site(site, {"cam1": {"source": "testsrc"}}, '[broker]')
+    assert "--max-streams" not in sitefile.load(site).broker.broker_args()
 
 
 def test_a_streams_command_line_gives_back_its_spec():

@@ -11,6 +11,7 @@ import click
 from .. import config
 from ..errors import FramebusError
 from ..options import broker_option
+from ..protocol.broker import MAX_RELAYS, MAX_STREAMS
 from .common import fail
 
 curve_keys_option = click.option(
@@ -24,11 +25,18 @@ curve_keys_option = click.option(
               default=[config.DEFAULT_BROKER], show_default=True,
               help="Where to listen (also $FRAMEBUS_BROKER); repeat for several endpoints.")
 @curve_keys_option
-def broker(binds: tuple[str, ...], curve_keys: str | None) -> None:
+@click.option("--max-streams", type=click.IntRange(min=1), default=MAX_STREAMS,
+              show_default=True,
+              help="Most streams kept; a newcomer beyond them, all alive, is refused \"full\".")
+@click.option("--max-relays", type=click.IntRange(min=1), default=MAX_RELAYS, show_default=True,
+              help="Most relays (one per host) kept.")
+def broker(binds: tuple[str, ...], curve_keys: str | None, max_streams: int,
+           max_relays: int) -> None:
     """Run the discovery and liveness service."""
     from ..broker import Broker
 
-    _serve(lambda: Broker(list(binds), keys_dir=curve_keys))
+    _serve(lambda: Broker(list(binds), keys_dir=curve_keys, max_streams=max_streams,
+                          max_relays=max_relays))
 
 
 @click.command()
