@@ -250,7 +250,6 @@ class Subscriber:
             time.sleep(min(left, RING_LOOK_EVERY))
         return None
 
-
     def _open_path(self, kind: PathKind, info: StreamInfo) -> Path:
         if kind == "shm":
             return ShmPath(self._ctx, info)
