@@ -119,18 +119,19 @@ class Broker:
     def __init__(self, bind: str | list[str] | None = None, *,
                  context: zmq.Context | None = None, keys_dir: str | None = None,
                  dead_after: float = config.DEAD_AFTER, forget_after: float = FORGET_AFTER,
-                 max_streams: int = MAX_STREAMS, max_relays: int = MAX_RELAYS) -> None:
+                 max_streams: int | None = None, max_relays: int | None = None) -> None:
         binds = [bind] if isinstance(bind, str) else list(bind or [])
         self.binds = binds or [config.broker_address()]
         self.address = self.binds[0]
         self.host = config.host_id()
         self.dead_after = dead_after
         self.forget_after = forget_after
-        if max_streams < 1 or max_relays < 1:
-            raise ValueError(f"the broker's caps must be at least 1, got {max_streams} streams "
-                             f"and {max_relays} relays")
-        self.max_streams = max_streams
-        self.max_relays = max_relays
+        # None: the module's caps, read now rather than when this was defined.
+        self.max_streams = MAX_STREAMS if max_streams is None else max_streams
+        self.max_relays = MAX_RELAYS if max_relays is None else max_relays
+        if self.max_streams < 1 or self.max_relays < 1:
+            raise ValueError(f"the broker's caps must be at least 1, got {self.max_streams} "
+                             f"streams and {self.max_relays} relays")
         self._entries: dict[str, _Entry] = {}
         self._relays: dict[str, _Relay] = {}
         self._context = context or zmq.Context.instance()

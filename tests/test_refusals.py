@@ -276,7 +276,7 @@ def test_a_relay_on_a_full_broker_says_so_once_and_keeps_its_list(services, monk
                                                                  caplog):
     caplog.set_level(logging.INFO, logger="framebus")
     broker = services.broker()
-    monkeypatch.setattr(broker_module, "MAX_RELAYS", 2)
+    monkeypatch.setattr(broker, "max_relays", 2)  # this broker's cap, as --max-relays 2
     with BrokerClient() as client:
         for host in ("h1", "h2"):
             client.request("relay", host=host, endpoint="tcp://127.0.0.1:1", pid=1)

@@ -25,13 +25,14 @@ curve_keys_option = click.option(
               default=[config.DEFAULT_BROKER], show_default=True,
               help="Where to listen (also $FRAMEBUS_BROKER); repeat for several endpoints.")
 @curve_keys_option
-@click.option("--max-streams", type=click.IntRange(min=1), default=MAX_STREAMS,
-              show_default=True,
+@click.option("--max-streams", type=click.IntRange(min=1), default=None,
+              show_default=str(MAX_STREAMS),
               help="Most streams kept; a newcomer beyond them, all alive, is refused \"full\".")
-@click.option("--max-relays", type=click.IntRange(min=1), default=MAX_RELAYS, show_default=True,
+@click.option("--max-relays", type=click.IntRange(min=1), default=None,
+              show_default=str(MAX_RELAYS),
               help="Most relays (one per host) kept.")
-def broker(binds: tuple[str, ...], curve_keys: str | None, max_streams: int,
-           max_relays: int) -> None:
+def broker(binds: tuple[str, ...], curve_keys: str | None, max_streams: int | None,
+           max_relays: int | None) -> None:
     """Run the discovery and liveness service."""
     from ..broker import Broker
 
