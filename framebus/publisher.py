@@ -183,11 +183,13 @@ class Publisher:
         """
         try:
             self._registration.stop()  # unregisters, and closes the broker client
+        finally:
             self._connections.close()
             self._socket.close(linger=0)
             if self._own_context:
+                # Every socket of ours is closed: term() cannot hang (as it would in a
+                # garbage-collected context whose sockets are still open).
                 self._context.destroy(linger=0)
-        finally:
             if self._socket_file is not None:
                 self._socket_file.unlink(missing_ok=True)
             self._ring.close(unlink=True)
