@@ -14,6 +14,7 @@ way, as multiprocessing gives them the parent's module search path.
 from __future__ import annotations
 
 import os
+import queue as queue_module
 import socket
 import threading
 import time
@@ -311,3 +312,32 @@ def parse_systems(choices: Sequence[str]) -> Callable[..., list[str]]:
         return chosen
 
     return parse
+
+
+# -- messages from the children ----------------------------------------------------------------
+
+def collect(queue, kind: str, count: int, procs: list, timeout: float,
+            other: Callable[[str, object, object], bool] | None = None) -> dict:
+    """Wait for *count* messages of *kind* from the children, by role; a child's error or
+    death, or the timeout, raises. *other(kind, role, payload)* may take messages of other
+    kinds (live figures, say): it returns whether it did."""
+    got: dict = {}
+    end = time.monotonic() + timeout
+    while len(got) < count:
+        try:
+            msg_kind, role, payload = queue.get(timeout=0.2)
+        except queue_module.Empty:
+            crashed = [f"{p.name} ({p.exitcode})" for p in procs if p.exitcode not in (None, 0)]
+            if crashed:
+                raise RuntimeError(f"{', '.join(crashed)} died waiting for '{kind}'") from None
+            if time.monotonic() > end:
+                raise RuntimeError(f"timed out waiting for '{kind}' ({len(got)} of {count})") \
+                    from None
+            continue
+        if msg_kind == "error":
+            raise RuntimeError(f"{role} failed:\n{payload}")
+        if msg_kind == kind:
+            got[role] = payload
+        elif other is None or not other(msg_kind, role, payload):
+            raise RuntimeError(f"expected '{kind}' from the children, got '{msg_kind}' from {role}")
+    return got

@@ -4,7 +4,6 @@ its own, the load's children, the steady phase measured from /proc, and the deat
 from __future__ import annotations
 
 import os
-import queue as queue_module
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import msgspec
 import zmq
 
 from bench.broker.load import Control, Stream, child_entry, producer_process, subscriber_process
-from bench.common import STOP_TIMEOUT, cpu_seconds, free_port, start_process
+from bench.common import STOP_TIMEOUT, collect, cpu_seconds, free_port, start_process
 from framebus import config
 from framebus.discovery import BrokerClient
 from framebus.errors import FramebusError
@@ -198,7 +197,7 @@ def run_scale(scale: Scale, settings: Settings, mp, directory: str) -> Measured:
         for k, share in enumerate(shares):
             procs.append(start_process(mp, child_entry, producer_process, queue, k,
                                        broker.address, share, control, deadline))
-        registered = _collect(queue, "registered", range(len(shares)), procs)
+        registered = collect(queue, "registered", len(shares), procs, STARTUP_TIMEOUT)
         accepted = [registered[k]["accepted"] for k in range(len(shares))]
         names = [name for share in accepted for name in share]
         m.accepted = len(names)
@@ -214,7 +213,7 @@ def run_scale(scale: Scale, settings: Settings, mp, directory: str) -> Measured:
             procs.append(start_process(mp, child_entry, subscriber_process, queue, role,
                                        broker.address, names, settings.lookup_rate, control,
                                        deadline))
-        _collect(queue, "ready", subs, procs)
+        collect(queue, "ready", len(subs), procs, STARTUP_TIMEOUT)
         m.interval = config.HEARTBEAT_INTERVAL * (m.accepted / scale.streams
                                                   if scale.mode == RATE else 1.0)
         control.interval.value = m.interval
@@ -232,7 +231,7 @@ def run_scale(scale: Scale, settings: Settings, mp, directory: str) -> Measured:
             killed = _choose(accepted, settings.kill, control)
             m.watch = DeathWatch(broker.address).run(killed, set(names) - set(killed), control)
         control.finish.value = 1.0
-        results = _collect(queue, "result", [*range(len(shares)), *subs], procs)
+        results = collect(queue, "result", len(shares) + len(subs), procs, STARTUP_TIMEOUT)
         m.producers = [results[k] for k in range(len(shares))]
         m.subscribers = [results[role] for role in subs]
         return m
@@ -266,29 +265,6 @@ def _choose(accepted: list[list[str]], kill: int, control: Control) -> list[str]
     for k, n in enumerate(counts):
         control.kills[k] = n
     return [name for a, n in zip(accepted, counts) for name in a[:n]]
-
-
-def _collect(queue, kind: str, roles, procs: list) -> dict:
-    """Wait for a *kind* message from every one of *roles*; a child's error or death raises."""
-    wanted, got = set(roles), dict[object, object]()
-    end = time.monotonic() + STARTUP_TIMEOUT
-    while wanted - set(got):
-        try:
-            msg_kind, role, payload = queue.get(timeout=0.2)
-        except queue_module.Empty:
-            crashed = [p.name for p in procs if p.exitcode not in (None, 0)]
-            if crashed:
-                raise RuntimeError(f"{', '.join(crashed)} died waiting for '{kind}'") from None
-            if time.monotonic() > end:
-                raise RuntimeError(f"timed out waiting for '{kind}' from "
-                                   f"{sorted(map(str, wanted - set(got)))}") from None
-            continue
-        if msg_kind == "error":
-            raise RuntimeError(f"{role} failed:\n{payload}")
-        if msg_kind != kind:
-            raise RuntimeError(f"expected '{kind}', got '{msg_kind}' from {role}")
-        got[role] = payload
-    return got
 
 
 # -- the death watch ---------------------------------------------------------------------------

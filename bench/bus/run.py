@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue as queue_module
 import shutil
 import tempfile
 import time
@@ -18,7 +17,15 @@ import posix_ipc
 import framebus
 from bench.bus.cell import GRACE, PHASE_GAP, SHM_PREFIX, STARTUP_TIMEOUT, Cell
 from bench.bus.children import child_entry, consumer_process, producer_process
-from bench.common import SLOTS, STOP_TIMEOUT, ThreadBroker, free_port, loop_rate, start_process
+from bench.common import (
+    SLOTS,
+    STOP_TIMEOUT,
+    ThreadBroker,
+    collect,
+    free_port,
+    loop_rate,
+    start_process,
+)
 from framebus import config
 from framebus.support.children import stop_all
 
@@ -33,15 +40,15 @@ def run_cell(cell: Cell, mp) -> tuple[dict, list[dict]]:
     procs: list = []
     try:
         procs.append(_start(mp, producer_process, queue, "producer", cell, go, stop, deadline))
-        address = _collect(queue, "up", 1, procs, STARTUP_TIMEOUT)["producer"]
+        address = collect(queue, "up", 1, procs, STARTUP_TIMEOUT)["producer"]
         for i in range(cell.subs):
             procs.append(_start(mp, consumer_process, queue, i, cell, i, address, stop, deadline))
-        _collect(queue, "ready", cell.subs, procs, STARTUP_TIMEOUT)
+        collect(queue, "ready", cell.subs, procs, STARTUP_TIMEOUT)
         go.set()
-        phases = _collect(queue, "done", 1, procs, 2 * cell.seconds + 30)["producer"]
+        phases = collect(queue, "done", 1, procs, 2 * cell.seconds + 30)["producer"]
         time.sleep(GRACE)
         stop.set()
-        reports = _collect(queue, "result", cell.subs, procs, STARTUP_TIMEOUT)
+        reports = collect(queue, "result", cell.subs, procs, STARTUP_TIMEOUT)
         return phases, [reports[i] for i in range(cell.subs)]
     finally:
         stop.set()
@@ -51,30 +58,6 @@ def run_cell(cell: Cell, mp) -> tuple[dict, list[dict]]:
 
 def _start(mp, target: Callable, queue, role, *args):
     return start_process(mp, child_entry, target, queue, role, *args)
-
-
-def _collect(queue, kind: str, count: int, procs: list, timeout: float) -> dict:
-    """Wait for *count* messages of *kind*, by role; a child's error or death raises."""
-    got: dict = {}
-    end = time.monotonic() + timeout
-    while len(got) < count:
-        try:
-            msg_kind, role, payload = queue.get(timeout=0.2)
-        except queue_module.Empty:
-            crashed = [p.name for p in procs if p.exitcode not in (None, 0)]
-            if crashed:
-                raise RuntimeError(f"{', '.join(crashed)} died waiting for '{kind}'") from None
-            if time.monotonic() > end:
-                raise RuntimeError(f"timed out waiting for '{kind}' "
-                                   f"({len(got)} of {count})") from None
-            continue
-        if msg_kind == "error":
-            raise RuntimeError(f"{role} failed:\n{payload}")
-        if msg_kind != kind:
-            raise RuntimeError(f"expected '{kind}' from the children, "
-                               f"got '{msg_kind}' from {role}")
-        got[role] = payload
-    return got
 
 
 # -- the framebus pieces owned by the main process: broker, namespace, cleanup ----------------

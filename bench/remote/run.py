@@ -4,7 +4,6 @@ cell, the broker, the relay and the namespace it owns, the live figures, the cle
 from __future__ import annotations
 
 import os
-import queue as queue_module
 import shutil
 import subprocess
 import tempfile
@@ -13,7 +12,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import STOP_TIMEOUT, cpu_seconds, free_port, start_process, sweep_rings
+from bench.common import (
+    STOP_TIMEOUT,
+    collect,
+    cpu_seconds,
+    free_port,
+    start_process,
+    sweep_rings,
+)
 from bench.remote.cell import GRACE, STARTUP_TIMEOUT, Cell, err
 from bench.remote.children import child_entry, consumer_process, producer_process
 from framebus.discovery import BrokerClient
@@ -192,7 +198,7 @@ def run_cell(cell: Cell, env: Environment, mp) -> tuple[dict, list[dict], CpuSam
             status.start()
         procs.append(start_child(mp, producer_process, queue, "producer", cell, go, finish,
                                  deadline))
-        address = _collect(queue, "up", 1, procs, STARTUP_TIMEOUT, live)["producer"]
+        address = collect(queue, "up", 1, procs, STARTUP_TIMEOUT, _live(live))["producer"]
         for i in range(len(cell.consumers)):
             where = str(cell.ports[i]) if cell.system == "netgear" else address
             procs.append(start_child(mp, consumer_process, queue, f"consumer {i}", cell, i, where,
@@ -205,12 +211,12 @@ def run_cell(cell: Cell, env: Environment, mp) -> tuple[dict, list[dict], CpuSam
             pids["relay"] = env.relay.pid
         sampler = CpuSampler(pids)
         sampler.start()
-        _collect(queue, "ready", len(cell.consumers), procs, STARTUP_TIMEOUT, live)
+        collect(queue, "ready", len(cell.consumers), procs, STARTUP_TIMEOUT, _live(live))
         go.set()
-        phases = _collect(queue, "done", 1, procs, 2 * cell.seconds + 30, live)["producer"]
+        phases = collect(queue, "done", 1, procs, 2 * cell.seconds + 30, _live(live))["producer"]
         time.sleep(GRACE)
         stop.set()
-        reports = _collect(queue, "result", len(cell.consumers), procs, STARTUP_TIMEOUT, live)
+        reports = collect(queue, "result", len(cell.consumers), procs, STARTUP_TIMEOUT, _live(live))
         live.finish()
         # Consumers close while the producer's tail still sends: a NetGear receive thread
         # only sees its stop flag when a message wakes it.
@@ -231,30 +237,12 @@ def start_child(mp, target: Callable, queue, role, *args):
     return start_process(mp, child_entry, target, queue, role, *args)
 
 
-def _collect(queue, kind: str, count: int, procs: list, timeout: float,
-             live: LiveFigures) -> dict:
-    """Wait for *count* messages of *kind*, by role; a child's error or death raises."""
-    got: dict = {}
-    end = time.monotonic() + timeout
-    while len(got) < count:
-        try:
-            msg_kind, role, payload = queue.get(timeout=0.2)
-        except queue_module.Empty:
-            crashed = [f"{p.name} ({p.exitcode})" for p in procs if p.exitcode not in (None, 0)]
-            if crashed:
-                raise RuntimeError(f"{', '.join(crashed)} died waiting for '{kind}'") from None
-            if time.monotonic() > end:
-                raise RuntimeError(f"timed out waiting for '{kind}' ({len(got)} of {count})") \
-                    from None
-            continue
-        if msg_kind == "tick":
+def _live(live: LiveFigures) -> Callable[[str, object, object], bool]:
+    """What the children say besides their results: live figures for the display."""
+    def take(kind: str, role: object, payload: object) -> bool:
+        if kind == "tick":
             live.tick(role, payload)
-        elif msg_kind == "phase":
-            live.new_phase(*payload)
-        elif msg_kind == "error":
-            raise RuntimeError(f"{role} failed:\n{payload}")
-        elif msg_kind == kind:
-            got[role] = payload
-        elif msg_kind != "ready":  # a late "ready" is harmless
-            raise RuntimeError(f"expected '{kind}' from the children, got '{msg_kind}' from {role}")
-    return got
+        elif kind == "phase":
+            live.new_phase(*payload)  # type: ignore[misc]
+        return kind in ("tick", "phase", "ready")  # a late "ready" is harmless
+    return take
