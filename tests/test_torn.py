@@ -11,10 +11,13 @@ from framebus.testsrc import TestPattern
 
 
 def test_copy_never_returns_a_torn_frame(procs, broker, stream_name):
-    """Thousands of frames from a flat-out writer into a 2-slot ring, checked by content.
+    """Frames from a flat-out writer into a 2-slot ring, checked by content.
 
     Plain reads of the same slots do tear (that is what makes the race real);
     copy() must return only whole frames, raising FrameOverwritten otherwise.
+    How many copies win the race depends on the machine's load (CI once won
+    2,046 in 60 s against 742,641 overwrites), so the run is bounded by time
+    and asks only for enough whole copies to have tested something.
     """
     shape = (96, 128, 3)
     producer = procs.framebus("testsrc", stream_name, "--size", "128x96", "--fps", "0",
@@ -23,7 +26,7 @@ def test_copy_never_returns_a_torn_frame(procs, broker, stream_name):
     copied = overwritten = torn_plain_reads = 0
     # Latest mode: always the newest frame, the one the writer is about to reuse.
     with framebus.Subscriber(stream_name) as sub:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while copied < 3000 and time.monotonic() < deadline:
             frame = sub.recv(timeout=10)
             plain = np.array(frame.array)  # no seqlock: may be torn or newer
@@ -38,7 +41,7 @@ def test_copy_never_returns_a_torn_frame(procs, broker, stream_name):
             copied += 1
     print(f"copied {copied}, overwritten {overwritten}, torn plain reads {torn_plain_reads}")
     assert producer.poll() is None, producer.stderr.read()
-    assert copied >= 3000
+    assert copied >= 200, "too few whole copies to have tested copy()"
     assert overwritten + torn_plain_reads > 0, "the writer never raced the reader: no test"
 
 
