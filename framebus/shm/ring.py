@@ -6,9 +6,9 @@ pixels and even (encoding the frame's sequence number) after; a reader that
 sees the same even stamp before and after reading knows the frame is whole.
 The writer never waits for readers: a slow reader finds the stamp changed.
 
-Ordering relies on the x86-64 memory model (stores are not reordered with
-stores, loads not with loads); each stamp access is one aligned 8-byte store
-or load through numpy.
+The stamp and head accesses are the ordering points: they go through order.py
+(C11 acquire and release, compiled), so the ring is correct on weakly ordered
+CPUs such as ARM as well as on x86-64; docs/ring.md gives the argument.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import posix_ipc
 
 from ..errors import FrameOverwritten, RingError, StreamInUse
-from . import segment
+from . import order, segment
 from .layout import (
     HEAD_OFFSET,
     NO_PTS,
@@ -61,12 +61,20 @@ class Ring:
     """What writers and readers share: the mapping, the header and the slot table."""
 
     def __init__(self, name: str, mm: mmap.mmap, header: Header) -> None:
+        order.require_ordering()
         self.name = name
         self.header = header
         self._mm = mm
         self._head = np.ndarray((1,), np.int64, mm, HEAD_OFFSET)
         self._meta = np.ndarray((header.slot_count, SLOT_META_FIELDS), np.int64, mm,
                                 SLOT_TABLE_OFFSET)
+        # The words the ordered accesses go through, by address: valid while the arrays
+        # above keep the mapping alive, and dropped with them in close() (an address of 0
+        # is refused by order.py, so a closed ring raises instead of reading freed memory).
+        self._head_at: int = self._head.ctypes.data
+        table, row = self._meta.ctypes.data, SLOT_META_FIELDS * 8
+        self._stamp_at: list[int] = [table + i * row + STAMP * 8
+                                     for i in range(header.slot_count)]
         self._slots = [
             np.ndarray(header.geometry.shape, header.geometry.dtype, mm,
                        header.data_offset + i * header.slot_stride)
@@ -92,14 +100,14 @@ class Ring:
     @property
     def head(self) -> int:
         """Sequence number of the newest complete frame, or -1 if none yet."""
-        return int(self._head[0]) - 1
+        return order.load(self._head_at) - 1
 
     def slot_of(self, seq: int) -> int:
         return seq % self.header.slot_count
 
     def holds(self, slot: int, seq: int) -> bool:
         """Whether *slot* holds frame *seq*, complete and not yet reused."""
-        return int(self._meta[slot, STAMP]) == stamp_complete(seq)
+        return order.load(self._stamp_at[slot]) == stamp_complete(seq)
 
     def slot_info(self, slot: int) -> SlotRecord:
         """The frame's seq, pts (None if it had none) and timestamp, as the writer recorded
@@ -120,6 +128,7 @@ class Ring:
         """
         self._slots = []
         self._head = self._meta = None
+        self._head_at, self._stamp_at = 0, []
         try:
             self._mm.close()
         except BufferError:
@@ -155,7 +164,7 @@ class RingWriter(Ring):
     def begin(self, seq: int) -> np.ndarray:
         """Mark the slot of frame *seq* as being written and return its pixels."""
         slot = self.slot_of(seq)
-        self._meta[slot, STAMP] = stamp_writing(seq)
+        order.begin(self._stamp_at[slot], stamp_writing(seq))
         return self._slots[slot]
 
     def commit(self, seq: int, pts: int | None, timestamp_ns: int) -> int:
@@ -165,8 +174,10 @@ class RingWriter(Ring):
         row[SEQ] = seq
         row[PTS] = NO_PTS if pts is None else pts
         row[TIMESTAMP] = timestamp_ns
-        row[STAMP] = stamp_complete(seq)
-        self._head[0] = seq + 1
+        # Release: the pixels and the record above are visible to whoever reads the stamp,
+        # and the stamp to whoever reads the head.
+        order.publish(self._stamp_at[slot], stamp_complete(seq))
+        order.publish(self._head_at, seq + 1)
         return slot
 
     def close(self, unlink: bool = True) -> None:
