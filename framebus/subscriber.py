@@ -15,6 +15,10 @@ match, so a segment of the same name on another host is never mistaken for it),
 and the network otherwise. Either way the subscriber re-resolves by itself:
 before the producer exists, after it restarts, after the broker comes back.
 
+To wait on it beside other work: ``fileno()`` is readable when a frame may be ready; then
+call ``try_recv()`` (never waits) until it returns None, and wait again for at most
+``housekeeping`` seconds. Wake-ups may be spurious, never lost. ``ready()`` peeks.
+
 Two modes. ``"latest"`` (the default) always gets the freshest frame, and
 ``dropped`` counts what it missed. ``"all"`` (shared memory only) queues
 descriptors and returns every frame in order, as long as the reader keeps within
@@ -38,8 +42,10 @@ from .frame import Frame
 from .names import validate_stream_name
 from .paths import Counts, Path, PathContext, Request
 from .paths.base import Codec, Mode, PathKind, Transport
-from .paths.shm import ShmPath, ring_may_be_here
+from .paths.choice import choose
+from .paths.shm import ShmPath
 from .paths.tcp import RemotePath
+from .paths.watch import PathWatch
 from .protocol import relay as wire
 from .protocol.broker import StreamInfo
 from .shm.segment import SHM_DIR
@@ -63,6 +69,13 @@ REFUSALS_LOGGED = 10.0
 #: producer here that comes up is asked about at once, however long the pause (seconds).
 RING_LOOK_EVERY = 0.05
 _POLL_SLICE = 0.25
+#: A broker lookup made from try_recv()/ready() waits at most this long for the answer (a
+#: local broker answers in well under a millisecond; one that is away costs this, at most
+#: once per RESOLVE_UNCONNECTED).
+LOOKUP_WITHOUT_WAITING = 0.02
+#: try_recv() refuses at most this many messages in one call (a flood of garbage) before it
+#: returns None; the rest are read at the next call.
+REFUSED_PER_CALL = 1000
 
 
 class Subscriber:
@@ -111,6 +124,8 @@ class Subscriber:
         self._unreachable: str | None = None  # why no path reaches the stream, if none does
         self._said_all = False
         self._closed = False
+        self._watch = PathWatch()  # fileno(): watches whichever path is current
+        self._held: Frame | None = None  # the frame ready() found, returned next
         self._resolve()
 
     # -- figures ---------------------------------------------------------------
@@ -151,25 +166,96 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
-            if self._path is not None:
-                self._last_message = max(self._last_message, self._path.last_message)
-            waiting = self._path is None or now - self._last_message > RESOLVE_WHEN_SILENT
-            if self._resolve_now or (now >= self._next_resolve and waiting):
-                self._resolve(None if deadline is None else max(0.05, deadline - now))
-                now = time.monotonic()
+            lookup = None if deadline is None else max(0.05, deadline - now)
+            self._housekeep(lookup)
+            frame = self._take_held()
+            if frame is not None:
+                return frame
+            now = time.monotonic()
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
             if wait > 0:
-                frame = self._path.receive(wait) if self._path else self._idle(wait)
-                if self._resolve_now:
-                    self._resolve(0.5)  # a new ring: learn of it before its first frame goes
+                frame = self._receive(wait, 0.5)
                 if frame is not None:
-                    self._last_message = time.monotonic()
                     return frame
             if deadline is not None and time.monotonic() >= deadline:
                 if self._path is not None:
                     self._path.abandon()
                 why = f" ({self._unreachable})" if self._unreachable else ""
                 raise Timeout(f"no frame of {self.name!r} within {timeout} s{why}")
+
+    def try_recv(self) -> Frame | None:
+        """The next frame if one is ready now, else None; never waits for a frame.
+
+        It does the subscriber's housekeeping too (looking the stream up, following it to a
+        new producer), so a caller waiting on fileno() calls it at least every
+        ``housekeeping`` seconds. A lookup waits at most LOOKUP_WITHOUT_WAITING for the broker.
+        """
+        if self._closed:
+            return None
+        self._housekeep(LOOKUP_WITHOUT_WAITING)
+        frame = self._take_held()
+        return frame if frame is not None else self._take_now()
+
+    def ready(self) -> bool:
+        """Whether a frame is ready now. It is kept: the next recv() or try_recv() returns
+        it. In mode "latest" a newer frame that came meanwhile replaces it, and the one
+        replaced counts as dropped."""
+        if self._closed:
+            return False
+        if self._held is None or self.mode == "latest":
+            self._housekeep(LOOKUP_WITHOUT_WAITING)
+            newer = self._take_now()
+            if newer is not None:
+                if self._held is not None:
+                    self._counts.replaced(self._held, newer)
+                self._held = newer
+        return self._held is not None
+
+    def fileno(self) -> int:
+        """A file descriptor, the same for the subscriber's life, that is readable when a
+        frame may be ready. Wake-ups may be spurious, never lost: once it is readable, call
+        try_recv() until it returns None before waiting on it again."""
+        return self._watch.fileno()
+
+    @property
+    def housekeeping(self) -> float:
+        """Seconds: whoever waits on fileno() calls try_recv() or ready() at least this
+        often, wake-up or not, so that the subscriber can find and follow its stream."""
+        return RING_LOOK_EVERY if self._path is None else _POLL_SLICE
+
+    def _housekeep(self, lookup: float | None) -> None:
+        """Ask the broker if it is time to: nothing known yet, a silence, or a new ring."""
+        now = time.monotonic()
+        if self._path is not None:
+            self._last_message = max(self._last_message, self._path.last_message)
+        waiting = self._path is None or now - self._last_message > RESOLVE_WHEN_SILENT
+        if self._resolve_now or (now >= self._next_resolve and waiting):
+            self._resolve(lookup)
+
+    def _take_held(self) -> Frame | None:
+        """The frame ready() kept, if any (in mode "latest", or a newer one)."""
+        if self._held is not None and self.mode == "latest":
+            self.ready()
+        frame, self._held = self._held, None
+        return frame
+
+    def _take_now(self) -> Frame | None:
+        """A frame there now. None only once nothing is pending (or REFUSED_PER_CALL were
+        refused): ZeroMQ's descriptor signals only new messages, not the ones left."""
+        for _ in range(REFUSED_PER_CALL):
+            frame = self._receive(0.0, LOOKUP_WITHOUT_WAITING)
+            if frame is not None or self._path is None or not self._path.pending():
+                return frame
+        return None
+
+    def _receive(self, wait: float, lookup: float) -> Frame | None:
+        """One frame from the path within *wait* seconds (0: what is there now)."""
+        frame = self._path.receive(wait) if self._path else self._idle(wait)
+        if self._resolve_now:
+            self._resolve(lookup)  # a new ring: learn of it before its first frame goes
+        if frame is not None:
+            self._last_message = time.monotonic()
+        return frame
 
     def __iter__(self) -> Iterator[Frame]:
         while not self._closed:
@@ -178,7 +264,15 @@ class Subscriber:
     # -- discovery -------------------------------------------------------------
 
     def _resolve(self, timeout: float | None = None) -> None:
-        """Ask the broker where the stream is; take or keep the path to it."""
+        """Ask the broker where the stream is; take or keep the path to it, and watch the
+        path's descriptor from fileno()."""
+        try:
+            self._lookup(timeout)
+        finally:
+            if not self._closed:
+                self._watch.watch(self._path)
+
+    def _lookup(self, timeout: float | None) -> None:
         self._resolve_now = False
         # Not connected yet: ask often, so no more than the first frames are missed.
         self._next_resolve = time.monotonic() + (0.5 if self._path else RESOLVE_UNCONNECTED)
@@ -203,6 +297,7 @@ class Subscriber:
             log.warning("%s: %s", self.name, self._unreachable)
         if self._path is not None and self._path.kind != kind:
             log.info("%s: leaving %s for %s", self.name, self._path.kind, kind)
+            self._watch.unwatch()
             self._path.close()
             self._path = None
         if kind is None:
@@ -221,6 +316,7 @@ class Subscriber:
             if self._unreachable != previous_reason:
                 log.warning("%s: %s", self.name, self._unreachable)
             if self._path is not None:
+                self._watch.unwatch()
                 self._path.close()
                 self._path = None
             self._pause()
@@ -262,26 +358,12 @@ class Subscriber:
 
     def _choose(self, info: StreamInfo) -> PathKind | None:
         """Which path to take to the stream now, or None if none can reach it (and why)."""
-        self._unreachable = None
-        if self.transport == "shm":
-            if info.host != config.host_id():
-                self._unreachable = (f"its producer is on host {info.host}, this is "
-                                     f"{config.host_id()}: transport='shm' cannot reach it")
-                return None
-            return "shm"
-        staying = self._path is not None and self._path.kind == "shm"
-        local = info.host == config.host_id() and ring_may_be_here(info, staying)
-        if self.transport == "auto" and local:
-            return "shm"
-        if info.relay:
-            if self.mode == "all" and not self._said_all:
-                self._said_all = True
-                log.warning("%s: on host %s, reached over the network, where a subscriber "
-                            "gets the newest frame, not all of them", self.name, info.host)
-            return "tcp"
-        self._unreachable = (f"its producer is on host {info.host} and no relay serves it: "
-                             "run `framebus relay` there")
-        return None
+        kind, self._unreachable = choose(info, self.transport, self.path)
+        if kind == "tcp" and self.mode == "all" and not self._said_all:
+            self._said_all = True
+            log.warning("%s: on host %s, reached over the network, where a subscriber "
+                        "gets the newest frame, not all of them", self.name, info.host)
+        return kind
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -289,6 +371,8 @@ class Subscriber:
         if self._closed:
             return
         self._closed = True
+        self._held = None
+        self._watch.close()  # before the path's socket goes: its number may be reused
         if self._path is not None:
             self._path.close()
             self._path = None

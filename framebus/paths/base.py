@@ -60,7 +60,15 @@ class Path(Protocol):
         """The broker's latest word on the stream: follow it if it moved."""
 
     def receive(self, wait: float) -> Frame | None:
-        """The next frame, waiting at most *wait* seconds; None if none came."""
+        """The next frame, waiting at most *wait* seconds (0: not at all); None if none came."""
+
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable when a message may have come (the Subscriber
+        watches it for fileno()), or None. Like ZeroMQ's, it may signal only a change: the
+        Subscriber reads until pending() is False before it waits on it again."""
+
+    def pending(self) -> bool:
+        """Whether a message waits to be read now (receive(0) would find it)."""
 
     def abandon(self) -> None:
         """The caller gave up waiting: drop what is outstanding."""

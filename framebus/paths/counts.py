@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ..support.throttle import Throttle
+
+if TYPE_CHECKING:
+    from ..frame import Frame
 
 log = logging.getLogger("framebus.subscriber")
 
@@ -41,6 +45,13 @@ class Counts:
     def missed(self, n: int) -> None:
         self.dropped += n
         self._skipped += n
+
+    def replaced(self, old: Frame, new: Frame) -> None:
+        """Frame *old*, counted as returned but kept unreturned (Subscriber.ready()), gives
+        way to the newer *new*: it is dropped instead, and in the gap before *new*."""
+        self.received -= 1
+        self.dropped += 1
+        new.skipped += old.skipped + 1
 
     def returned(self) -> int:
         """A frame is handed to the caller: how many it skipped."""

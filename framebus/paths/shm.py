@@ -80,9 +80,17 @@ class ShmPath:
             if frame is not None:
                 return frame
             # None: the backlog is over, and its last frames were lapped; read on.
-        if not self._socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
+        if not self._socket.poll(_milliseconds(wait), zmq.POLLIN):
             return None
         return self._accept(self._socket.recv())
+
+    def fileno(self) -> int | None:
+        return int(self._socket.getsockopt(zmq.FD))
+
+    def pending(self) -> bool:
+        if self._backlog is not None:
+            return True
+        return bool(int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
     def abandon(self) -> None:
         pass  # descriptors need no asking: nothing is outstanding
@@ -255,6 +263,12 @@ def _older_descriptor(first: Descriptor, ring: RingReader, seq: int) -> Descript
         return None
     return msgspec.structs.replace(first, seq=seq, slot=slot, pts=record.pts,
                                    timestamp_ns=record.timestamp_ns)
+
+
+def _milliseconds(wait: float) -> int:
+    """A wait in seconds as zmq's poll takes it: 0 stays 0 (do not wait), any other at
+    least 1 ms."""
+    return 0 if wait <= 0 else int(wait * 1000) or 1
 
 
 def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:

@@ -92,7 +92,7 @@ class RemotePath:
         while asking and self._outstanding < (2 if keeping_pace else 1) and self._ask(now):
             pass
         socket = self._relay.socket
-        if not socket.poll(int(wait * 1000) or 1, zmq.POLLIN):
+        if not socket.poll(0 if wait <= 0 else int(wait * 1000) or 1, zmq.POLLIN):
             self._relay.check_handshake()
             return None
         parts = socket.recv_multipart(copy=False)
@@ -103,6 +103,12 @@ class RemotePath:
         except ProtocolError as exc:
             self._ctx.counts.reject("a message from the relay", exc)
             return None
+
+    def fileno(self) -> int | None:
+        return int(self._relay.socket.getsockopt(zmq.FD))
+
+    def pending(self) -> bool:
+        return bool(int(self._relay.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
     def abandon(self) -> None:
         """The caller gave up waiting: what the old credits bring is stale by the next call."""

@@ -1,0 +1,37 @@
+"""Which path a Subscriber takes to its stream, from what the broker says of it."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .. import config
+from ..protocol.broker import StreamInfo
+from .base import PathKind, Transport
+from .shm import ring_may_be_here
+
+
+class Choice(NamedTuple):
+    """The path to take (None: none reaches the stream), and why none does."""
+
+    kind: PathKind | None
+    unreachable: str | None = None
+
+
+def choose(info: StreamInfo, transport: Transport, current: PathKind | None) -> Choice:
+    """The path to stream *info* for a subscriber asking for *transport*, on *current* now.
+
+    Shared memory when the ring is on this host (and, for "auto", is the broker's ring or
+    soon will be), else the relay of the producer's host, if it has one.
+    """
+    if transport == "shm":
+        if info.host != config.host_id():
+            return Choice(None, f"its producer is on host {info.host}, this is "
+                                f"{config.host_id()}: transport='shm' cannot reach it")
+        return Choice("shm")
+    local = info.host == config.host_id() and ring_may_be_here(info, current == "shm")
+    if transport == "auto" and local:
+        return Choice("shm")
+    if info.relay:
+        return Choice("tcp")
+    return Choice(None, f"its producer is on host {info.host} and no relay serves it: "
+                        "run `framebus relay` there")
