@@ -63,3 +63,17 @@ def _registered(name):
 
 def without_display():
     return {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+
+
+def test_asyncio_streams_feeds_eight_streams_into_one_task(procs, broker, stream_name):
+    names = [f"{stream_name}-{i}" for i in range(8)]
+    for name in names:
+        procs.framebus("testsrc", name, "--size", "160x120", "--fps", "15")
+    out = run_example(procs, "asyncio_streams.py", f"{stream_name}-*", "--seconds", "6")
+    rates = {}
+    for name, fps in re.findall(r"^(\S+): +([\d.]+) fps, latency", out, re.M):
+        rates[name] = float(fps)  # the last second each stream was seen
+    assert sorted(rates) == names, out
+    assert all(10 < fps < 20 for fps in rates.values()), out
+    assert "-- 8 streams in one task" in out
+    assert re.search(r"received \d+ frames of 8 streams", out), out
