@@ -29,7 +29,7 @@ from types import MappingProxyType
 
 import zmq
 
-from .errors import Timeout
+from .errors import FramebusError, Timeout
 from .frame import Frame
 from .listing import Listing, is_pattern
 from .names import validate_stream_name
@@ -83,6 +83,8 @@ class MultiSubscriber:
         self._round_left = 0  # turns left in this round of the ready queue
         self._held: Frame | None = None  # a frame ready() took, for the next recv
         self._next_housekeeping = 0.0
+        self._now = time.monotonic()  # as of the last refresh
+        self._asked: dict[str, float] = {}  # when each subscriber was last asked for a frame
         self._said_full = Throttle(log, 60.0)
         self._closed = False
         self._listing: Listing | None = None
@@ -118,9 +120,9 @@ class MultiSubscriber:
 
     @property
     def housekeeping(self) -> float:
-        """Seconds: a waiter on fileno() calls try_recv() or ready() at least this often."""
-        return min([_LONGEST_WAIT, *(s.housekeeping for s in self._subs.values()),
-                    *([self._listing.every] if self._listing else [])])
+        """Seconds until try_recv() or ready() must be called again, with no wake-up: when a
+        subscriber's housekeeping or the broker's list is due next."""
+        return self._wait_for(time.monotonic(), None)
 
     def fileno(self) -> int:
         """Readable when a frame of some stream may be ready (the selector's epoll fd)."""
@@ -162,17 +164,18 @@ class MultiSubscriber:
             return frame
         if self._closed:
             raise ValueError("recv on a closed MultiSubscriber")
-        refreshes = 0
+        refreshed = False
         while True:
             if self._round_left <= 0:
-                if refreshes == 2:  # everyone was asked twice: nothing is ready
+                if refreshed:  # a whole round gave nothing: wait (a wake-up comes by fileno)
                     return None
                 self._refresh(0)
-                refreshes += 1
+                refreshed = True
                 if not self._ready:
                     return None
             sub = self._ready.popleft()
             self._round_left -= 1
+            self._asked[sub.name] = self._now  # its housekeeping is done too
             frame = sub.try_recv()
             if frame is not None:
                 self._ready.append(sub)  # it may have more: after the others
@@ -209,14 +212,25 @@ class MultiSubscriber:
                 self._discover()
             else:
                 self._enqueue(key.data)
-        now = time.monotonic()
+        self._now = now = time.monotonic()
         if self._listing is not None and now >= self._listing.due:
             self._discover()
         if now >= self._next_housekeeping:
-            for sub in self._subs.values():
-                self._enqueue(sub)
-            self._next_housekeeping = now + self.housekeeping
+            self._housekeep(now)
         self._round_left = len(self._ready)
+
+    def _housekeep(self, now: float) -> None:
+        """Queue the subscribers not asked for a frame within their housekeeping interval (a
+        stream that delivers is asked often enough by its own frames)."""
+        soonest = _LONGEST_WAIT
+        for name, sub in self._subs.items():
+            every = sub.housekeeping
+            left = self._asked.get(name, 0.0) + every - now
+            if left <= 0:
+                self._enqueue(sub)
+                left = every
+            soonest = min(soonest, left)
+        self._next_housekeeping = now + soonest
 
     def _enqueue(self, sub: Subscriber) -> None:
         if sub.name not in self._queued:
@@ -228,7 +242,10 @@ class MultiSubscriber:
         names = self._listing.poll()
         for name in names or ():
             if name not in self._subs:
-                self._add(name)
+                try:
+                    self._add(name)
+                except (FramebusError, zmq.ZMQError) as exc:  # tried again at the next list
+                    self._said_full.warning("cannot follow %s: %s", name, exc, key=name)
 
     # -- lifetime ----------------------------------------------------------------------------
 
