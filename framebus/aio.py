@@ -69,11 +69,12 @@ class _AsyncReceiver:
         self._waiting = True
         try:
             while True:
-                wait = self._inner.housekeeping
+                wait = max(0.0, self._inner.housekeeping)  # 0: its housekeeping is due now
                 if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
+                    left = deadline - loop.time()
+                    if left <= 0:
                         raise Timeout(f"no frame of {self._what} within {timeout} s")
+                    wait = min(wait, left)
                 await self._readable(loop, wait)
                 frame = self._inner.try_recv()
                 if frame is not None:

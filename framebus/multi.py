@@ -160,8 +160,8 @@ class MultiSubscriber:
     def try_recv(self) -> Frame | None:
         """The next frame of any stream if one is ready now, else None; never waits."""
         if self._held is not None:
-            frame, self._held = self._held, None
-            return frame
+            held, self._held = self._held, None
+            return held
         if self._closed:
             raise ValueError("recv on a closed MultiSubscriber")
         refreshed = False

@@ -41,15 +41,21 @@ def open_fds() -> int:
 # -- fairness ---------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["latest", "all"])
-def test_a_stream_flat_out_never_starves_the_slow_ones(procs, broker, stream_name, mode):
-    """One producer publishes tiny frames as fast as it can, faster than the consumer (1 ms
-    of work a frame) takes them, so that stream always has a frame ready; four others at
-    20 fps: every frame of the slow ones arrives, in order, none skipped, while the busy one
-    gets its share too."""
+@pytest.mark.parametrize("mode, busy_fps, busy_slots", [
+    ("latest", 0, 8),  # flat out
+    ("all", 0, 8),  # flat out: most of its descriptors are lapped before they are read
+    ("all", 2000, 64),  # its frames queue up whole: it always has one ready
+])
+def test_a_busy_stream_never_starves_the_slow_ones(procs, broker, stream_name, mode, busy_fps,
+                                                   busy_slots):
+    """One producer publishes tiny frames faster than the consumer (1 ms of work a frame)
+    takes them; four others at 20 fps: every frame of the slow ones arrives, in order, none
+    skipped, while the busy one gets its share too. (The last case fails when the ready
+    queue serves a stream until it runs dry.)"""
     busy = f"{stream_name}-busy"
     slow = [f"{stream_name}-slow{i}" for i in range(4)]
-    start_testsrc(procs, busy, 0, size="32x24")
+    procs.framebus("testsrc", busy, "--size", "32x24", "--fps", str(busy_fps),
+                   "--slots", str(busy_slots))
     for name in slow:
         start_testsrc(procs, name, 20)
     with framebus.MultiSubscriber([busy, *slow], mode=mode) as subs:
