@@ -7,11 +7,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install system-deps clean
+.PHONY: demo test test-arm64 lint bench install system-deps clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml framebus/shm/_order.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -27,6 +27,11 @@ test: lint system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The ring's tests on aarch64 under qemu-user emulation (root; minutes the first time, as it
+# builds a Debian arm64 root). Not part of `make test`: see docs/ring.md, "Under emulation".
+test-arm64:
+	tests/arm64/run
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bus $(BENCH_ARGS)
