@@ -60,6 +60,7 @@ from .protocol.fields import printable
 from .shm import reclaim
 from .shm.segment import pid_alive
 from .support.throttle import Throttle
+from .trust import Gatekeeper, Origin, Untrusted, same_secret
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class BadRequest(Refused):
 @dataclass
 class _Entry:
     info: StreamInfo
+    secret: bytes  # the producer's (trust.py): replacing, heartbeating, unregistering need it
     last_seen: float  # monotonic time of the last register or heartbeat
     frame_age_at_last_seen: float | None = None
 
@@ -119,11 +121,14 @@ class Broker:
     def __init__(self, bind: str | list[str] | None = None, *,
                  context: zmq.Context | None = None, keys_dir: str | None = None,
                  dead_after: float = config.DEAD_AFTER, forget_after: float = FORGET_AFTER,
-                 max_streams: int | None = None, max_relays: int | None = None) -> None:
+                 max_streams: int | None = None, max_relays: int | None = None,
+                 trust_loopback: bool = False) -> None:
         binds = [bind] if isinstance(bind, str) else list(bind or [])
         self.binds = binds or [config.broker_address()]
         self.address = self.binds[0]
         self.host = config.host_id()
+        self._gate = Gatekeeper(self.host, trust_loopback)
+        self._origin = Origin()  # of the request being served
         self.dead_after = dead_after
         self.forget_after = forget_after
         # None: the module's caps, read now rather than when this was defined.
@@ -150,7 +155,7 @@ class Broker:
         next_sweep = next_leftovers = 0.0
         while not stop.is_set():
             for socket, _ in poller.poll(100):
-                self._serve_one(socket, socket.recv_multipart())
+                self._serve_ready(socket)
             now = time.monotonic()
             if now >= next_sweep:
                 self._sweep(now)
@@ -172,6 +177,20 @@ class Broker:
 
     # -- requests ------------------------------------------------------------
 
+    def _serve_ready(self, socket: zmq.Socket) -> None:
+        """Serve the requests waiting on *socket*: those of a CurveZMQ socket with the client
+        key its authenticator vouched for (ZeroMQ's User-Id), which registrations need."""
+        if not socket.curve_server:
+            self._origin = Origin()
+            self._serve_one(socket, socket.recv_multipart())
+            return
+        frames = socket.recv_multipart(copy=False)
+        try:
+            self._origin = Origin(str(frames[-1].get("User-Id")))
+        except zmq.ZMQError:  # no authenticator answered for it: one binding for all such
+            self._origin = Origin("(unidentified)")
+        self._serve_one(socket, [frame.bytes for frame in frames])
+
     def _serve_one(self, socket: zmq.Socket, frames: list[bytes]) -> None:
         self.requests += 1
         # DEALER clients send [empty, payload]; ROUTER prepends their identity, so there
@@ -187,6 +206,8 @@ class Broker:
             except ProtocolError as exc:
                 raise BadRequest(str(exc)) from None
             reply = self._handlers[type(request)](self, request)
+        except Untrusted as exc:
+            reply = Refusal(code="forbidden", error=printable(str(exc))[:1024])
         except Refused as exc:
             reply = Refusal(code=exc.code, error=printable(str(exc))[:1024])
         except Exception as exc:
@@ -213,9 +234,12 @@ class Broker:
 
     def _register(self, req: Register) -> Reply:
         info = req.info()
+        self._gate.check_host(info.host, self._origin, f"stream {info.name!r}")
+        if info.host == self.host:
+            self._gate.check_ring(info.segment, info.token, info.pid, self._origin)
         entry = self._entries.get(info.name)
-        if (entry and entry.info.alive and entry.info.token != info.token
-                and not _same_producer(entry.info, info) and self._still_running(entry)):
+        if (entry and entry.info.alive and not same_secret(entry.secret, req.secret)
+                and self._still_running(entry)):
             raise Refused("in_use", f"stream {info.name!r} is already published by pid "
                                     f"{entry.info.pid} on host {entry.info.host}")
         if entry is None:
@@ -223,14 +247,15 @@ class Broker:
                             "streams", f"stream {info.name!r}")
         if entry and entry.info.token != info.token:
             self._reclaim(entry)
-        self._entries[info.name] = _Entry(info, time.monotonic())
+        self._entries[info.name] = _Entry(info, req.secret, time.monotonic())
         log.info("registered %s: %s %s from pid %d on %s", info.name, info.shape, info.fmt,
                  info.pid, info.host)
         return Reply()
 
     def _heartbeat(self, req: Heartbeat) -> Reply:
         entry = self._entries.get(req.name)
-        if entry is None or entry.info.token != req.token:
+        if (entry is None or entry.info.token != req.token
+                or not same_secret(entry.secret, req.secret)):
             raise Refused("unknown", f"stream {req.name!r} is not registered with this token")
         if not entry.info.alive:
             log.info("stream %s is alive again", req.name)
@@ -243,9 +268,11 @@ class Broker:
 
     def _unregister(self, req: Unregister) -> Reply:
         entry = self._entries.get(req.name)
-        if entry is not None and entry.info.token == req.token:
-            del self._entries[req.name]
-            log.info("unregistered %s", req.name)
+        if (entry is None or entry.info.token != req.token
+                or not same_secret(entry.secret, req.secret)):
+            raise Refused("unknown", f"stream {req.name!r} is not registered with this token")
+        del self._entries[req.name]
+        log.info("unregistered %s", req.name)
         return Reply()
 
     def _lookup(self, req: Lookup) -> LookupReply:
@@ -278,6 +305,7 @@ class Broker:
     def _relay(self, req: Relay) -> Reply:
         """A relay says it serves its host's streams (sent again every heartbeat)."""
         host, endpoint, pid = req.host, req.endpoint, req.pid
+        self._gate.check_host(host, self._origin, f"the relay of host {host!r}")
         known = self._relays.get(host)
         if known is None:
             now = time.monotonic()
@@ -366,7 +394,3 @@ def _page(names: list[str], hosts: list[str], after: str | None,
         return streams, relays, None
     return streams, relays, f"r:{relays[-1]}" if relays else f"s:{streams[-1]}"
 
-
-def _same_producer(a: StreamInfo, b: StreamInfo) -> bool:
-    """The same process: a new ring generation of a live producer, not a rival."""
-    return a.host == b.host and a.pid == b.pid

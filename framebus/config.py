@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import socket
 from pathlib import Path
@@ -29,11 +30,37 @@ def segment_name(stream: str) -> str:
     return f"/{shm_prefix()}.{stream}"
 
 
+def share_group() -> int | None:
+    """The group granted read access to this user's streams (``$FRAMEBUS_GROUP``), or None.
+
+    Unset, rings and sockets are owner-only. Set, rings are created 0640 and the descriptor
+    sockets 0660 with that group, so its members (a web server's user, say) can subscribe;
+    a producer must belong to the group (or be root) to hand its files to it.
+    """
+    name = os.environ.get("FRAMEBUS_GROUP")
+    if not name:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise PermissionError(f"FRAMEBUS_GROUP={name!r}: no such group on this host") from None
+
+
+def share(path: str | Path, mode: int) -> None:
+    """Give *path* (a socket file or directory of ours) to the share group, with *mode*;
+    nothing without one."""
+    gid = share_group()
+    if gid is not None:
+        os.chown(path, -1, gid)
+        os.chmod(path, mode)
+
+
 def runtime_dir() -> Path:
     """An owner-only directory for the producers' descriptor sockets.
 
     ``$FRAMEBUS_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/framebus``, else
-    ``/tmp/framebus-<uid>``. Created 0700; refused if someone else owns it.
+    ``/tmp/framebus-<uid>``. Created 0700 (0750, and the share group's, with
+    ``$FRAMEBUS_GROUP``); refused if someone else owns it.
     """
     explicit = os.environ.get("FRAMEBUS_RUNTIME_DIR")
     if explicit:
@@ -45,6 +72,7 @@ def runtime_dir() -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.stat().st_uid != os.getuid():
         raise PermissionError(f"{path} belongs to another user; set FRAMEBUS_RUNTIME_DIR")
+    share(path, 0o750)
     return path
 
 

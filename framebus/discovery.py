@@ -60,6 +60,7 @@ _ERRORS = {
     "in_use": StreamInUse,
     "bad_request": ProtocolError,
     "full": BrokerFull,
+    "forbidden": AccessDenied,  # a registration the broker could not prove (trust.py)
 }
 
 

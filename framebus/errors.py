@@ -56,7 +56,8 @@ class ShmFull(FramebusError, OSError):
 
 
 class AccessDenied(FramebusError, PermissionError):
-    """A broker or relay beyond loopback refused this client's CurveZMQ key."""
+    """A broker or relay beyond loopback refused this client's CurveZMQ key, or the broker
+    refused a registration it could not prove (framebus/trust.py)."""
 
 
 class SourceError(FramebusError):

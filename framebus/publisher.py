@@ -9,6 +9,7 @@ the broker being away never blocks the frame path.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -100,6 +101,8 @@ class Publisher:
         except zmq.ZMQError as exc:
             raise FramebusError(f"cannot publish descriptors on {self.endpoint}: {exc}") from None
         self._socket_file = config.ipc_path(self.endpoint)  # ours to remove, now that it is bound
+        if self._socket_file is not None:
+            config.share(self._socket_file, 0o660)  # readable by $FRAMEBUS_GROUP, if set
         self._registration.first_attempt()  # StreamInUse here fails the constructor
         self._registration.start()
 
@@ -261,6 +264,9 @@ class _Registration(Heartbeat):
     def __init__(self, pub: Publisher, client: BrokerClient) -> None:
         super().__init__(client, pub.name)
         self._pub = pub
+        #: Only this producer and the broker know it (framebus/trust.py): the same for every
+        #: ring generation, so a new one replaces the old while a rival cannot.
+        self._secret = secrets.token_bytes(16)
         self._registered = False
         self._full = False  # the broker said it has no room, and we said so
 
@@ -286,6 +292,7 @@ class _Registration(Heartbeat):
         pub = self._pub
         try:
             self.client.request("heartbeat", name=pub.name, token=pub._ring.token,
+                                secret=self._secret,
                                 subscribers=pub._connections.update(),
                                 figures=dict(pub.figures), frames=pub._rate.total,
                                 fps=round(pub._rate.rate, 2), age=pub._rate.age)
@@ -297,7 +304,7 @@ class _Registration(Heartbeat):
         if self._registered:
             try:
                 self.client.request("unregister", timeout=0.2, name=self._pub.name,
-                                    token=self._pub._ring.token)
+                                    token=self._pub._ring.token, secret=self._secret)
             except FramebusError:
                 pass
 
@@ -308,7 +315,7 @@ class _Registration(Heartbeat):
         try:
             self.client.request(
                 "register", name=pub.name, host=config.host_id(), pid=ring.header.writer_pid,
-                segment=ring.name, endpoint=pub.endpoint, token=ring.token,
+                segment=ring.name, endpoint=pub.endpoint, token=ring.token, secret=self._secret,
                 generation=ring.generation, shape=list(g.shape), dtype=g.dtype.str, fmt=g.fmt,
                 slots=ring.slot_count)
         except BrokerFull as exc:

@@ -116,8 +116,8 @@ class BrokerProcess:
         self.address = address
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> BrokerProcess:
-        self.proc = self.procs.framebus("-v", "broker", "--bind", self.address)
+    def start(self, *args: str) -> BrokerProcess:
+        self.proc = self.procs.framebus("-v", "broker", "--bind", self.address, *args)
         wait_until(lambda: broker_answers(self.address), 10, what="broker to answer")
         return self
 
@@ -136,6 +136,13 @@ def broker_address(monkeypatch) -> str:
 def broker(procs, broker_address) -> BrokerProcess:
     """A real broker process; FRAMEBUS_BROKER points at it for the test and its children."""
     return BrokerProcess(procs, broker_address).start()
+
+
+@pytest.fixture
+def trusting_broker(procs, broker_address) -> BrokerProcess:
+    """A broker that believes loopback clients unproven (--trust-loopback): for tests that
+    register simulated producers, with no ring behind them or on other hosts."""
+    return BrokerProcess(procs, broker_address).start("--trust-loopback")
 
 
 @pytest.fixture

@@ -107,7 +107,8 @@ def register_fake(client: BrokerClient, name: str, host: str = "elsewhere",
     client.request("register", name=name, host=host, pid=1,
                    segment=f"/{config.shm_prefix()}.{name}",
                    endpoint=endpoint or f"ipc:///nonexistent/{name}", token=os.urandom(16),
-                   generation=0, shape=[4, 4, 3], dtype="|u1", fmt="bgr24", slots=8)
+                   secret=os.urandom(16), generation=0, shape=[4, 4, 3], dtype="|u1",
+                   fmt="bgr24", slots=8)
 
 
 def listed_alive(address: str, name: str) -> bool:

@@ -11,8 +11,8 @@ import framebus
 from framebus import BrokerClient
 
 GOOD_REGISTRATION = dict(name="cam1", host="h", pid=1, segment="/framebus.cam1",
-                         endpoint="ipc:///tmp/x.sock", token=b"t" * 16, generation=0,
-                         shape=[4, 4, 3], dtype="|u1", fmt="bgr24", slots=8)
+                         endpoint="ipc:///tmp/x.sock", token=b"t" * 16, secret=b"s" * 16,
+                         generation=0, shape=[4, 4, 3], dtype="|u1", fmt="bgr24", slots=8)
 
 
 @pytest.fixture
@@ -149,7 +149,9 @@ class LyingBroker:
 
 
 def _stream(**changes) -> dict:
-    return {**GOOD_REGISTRATION, "alive": True, "frames": 1, "fps": 30.0, "age": 0.1,
+    """A StreamInfo as a broker sends it: a registration without its secret, and figures."""
+    registration = {k: v for k, v in GOOD_REGISTRATION.items() if k != "secret"}
+    return {**registration, "alive": True, "frames": 1, "fps": 30.0, "age": 0.1,
             "subscribers": 0, "figures": {}, "relay": None, **changes}
 
 

@@ -20,7 +20,7 @@ from framebus.broker import MAX_RELAYS, MAX_STREAMS
 from framebus.testing import hostile
 from framebus.testing.probers import CUT, FINE, REFUSED, BrokerProber, oversized
 
-BROKER_CODES = {"bad_request", "not_found", "unknown", "in_use", "full"}
+BROKER_CODES = {"bad_request", "not_found", "unknown", "in_use", "full", "forbidden"}
 
 
 def start_broker(procs, address: str, log: Path):
@@ -73,10 +73,11 @@ def test_the_broker_refuses_garbage_with_a_logged_reason_and_keeps_serving(
         assert len(client.streams()) <= MAX_STREAMS and len(client.relays()) <= MAX_RELAYS
 
 
-def test_the_broker_caps_what_strangers_register(procs, broker, stream_name):
+def test_the_broker_caps_what_strangers_register(procs, trusting_broker, stream_name):
     """Well-formed registrations of fake streams and relays fill the broker up to a cap and
     no further; a full broker refuses with a reason and keeps its real streams; the fakes,
     dead once they miss their heartbeats, make room for new ones."""
+    broker = trusting_broker
     start_testsrc(procs, stream_name)
     wait_until(lambda: listed_alive(broker.address, stream_name), 10, what="the real producer")
     with BrokerClient(broker.address) as client:
@@ -107,9 +108,11 @@ def test_the_broker_caps_what_strangers_register(procs, broker, stream_name):
         assert listed_alive(broker.address, stream_name)
 
 
-def test_a_registered_endpoint_zeromq_refuses_is_a_timeout_with_its_reason(broker, stream_name):
+def test_a_registered_endpoint_zeromq_refuses_is_a_timeout_with_its_reason(trusting_broker,
+                                                                           stream_name):
     """A registration may name any endpoint that starts right: a subscriber says it cannot
     connect, as a Timeout, never a ZeroMQ error."""
+    broker = trusting_broker
     with BrokerClient(broker.address) as client:
         register_fake(client, stream_name, config.host_id(), "tcp://no-port")
     with framebus.Subscriber(stream_name, transport="shm") as sub, \
@@ -138,7 +141,7 @@ def test_a_flood_of_refusals_is_a_line_of_each_code(procs, broker_address, tmp_p
 def test_the_caps_are_the_operators_to_set(procs, broker_address, tmp_path):
     """`framebus broker --max-streams N --max-relays M`: the caps a site sizes for itself."""
     broker = start_service(procs, tmp_path / "broker.log", "broker", "--bind", broker_address,
-                           "--max-streams", "300", "--max-relays", "3")
+                           "--max-streams", "300", "--max-relays", "3", "--trust-loopback")
     wait_until(lambda: framebus.discovery.broker_answers(broker_address), 10, what="the broker")
     with BrokerClient(broker_address) as client:
         for i in range(300):  # beyond the default cap of MAX_STREAMS

@@ -46,6 +46,12 @@ def threads_of(pid: int) -> int:
 
 
 @pytest.fixture
+def broker(trusting_broker):
+    """These tests register fake streams of this host, with no rings behind them."""
+    return trusting_broker
+
+
+@pytest.fixture
 def relay(procs, broker, tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = tmp_path / "relay.log"
@@ -162,7 +168,8 @@ class FakeProducer:
             g = self.ring.geometry
             client.request("register", name=name, host=config.host_id(), pid=os.getpid(),
                            segment=self.ring.name, endpoint=self.endpoint, token=self.ring.token,
-                           generation=0, shape=list(g.shape), dtype=g.dtype.str, fmt=fmt, slots=4)
+                           secret=os.urandom(16), generation=0, shape=list(g.shape),
+                           dtype=g.dtype.str, fmt=fmt, slots=4)
 
     def publish(self) -> None:
         seq, g = self.seq, self.ring.geometry

@@ -64,7 +64,9 @@ def services(monkeypatch):
             return service.service
 
         def broker(self) -> broker_module.Broker:
-            return self.start(lambda c: broker_module.Broker(address, context=c, dead_after=60))
+            # Its tests register simulated producers: no rings behind them, other hosts.
+            return self.start(lambda c: broker_module.Broker(address, context=c, dead_after=60,
+                                                             trust_loopback=True))
 
         def relay(self) -> relay_module.Relay:
             endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -231,14 +233,15 @@ def test_a_subscriber_refused_for_seconds_gets_every_frame_once_served(services,
 
 # -- a full broker -----------------------------------------------------------------------------
 
-def fill(address: str, n: int, host: str) -> list[tuple[str, bytes]]:
-    """Register *n* streams with no producer behind them; their names and tokens."""
-    fakes = [(f"fake{i}", os.urandom(16)) for i in range(n)]
+def fill(address: str, n: int, host: str) -> list[tuple[str, bytes, bytes]]:
+    """Register *n* streams with no producer behind them; their names, tokens and secrets."""
+    fakes = [(f"fake{i}", os.urandom(16), os.urandom(16)) for i in range(n)]
     with BrokerClient(address) as client:
-        for name, token in fakes:
+        for name, token, secret in fakes:
             client.request("register", name=name, host=host, pid=1,
                            segment=f"/{config.shm_prefix()}.{name}",
-                           endpoint=f"ipc:///nonexistent/{name}", token=token, generation=0,
+                           endpoint=f"ipc:///nonexistent/{name}", token=token, secret=secret,
+                           generation=0,
                            shape=[4, 4, 3], dtype="|u1", fmt="bgr24", slots=8)
     return fakes
 
@@ -259,9 +262,9 @@ def test_a_publisher_on_a_full_broker_publishes_and_registers_once_there_is_room
         assert producer.pub.seq > 50  # publishing all along
         with BrokerClient() as client, pytest.raises(framebus.StreamNotFound):
             client.lookup("latecomer")
-        name, token = fakes[0]
+        name, token, secret = fakes[0]
         with BrokerClient() as client:
-            client.request("unregister", name=name, token=token)
+            client.request("unregister", name=name, token=token, secret=secret)
         wait_until(lambda: framebus.discovery.broker_answers() and any(
             s.name == "latecomer" for s in framebus.streams()), 2, what="the registration")
         with framebus.Subscriber("latecomer") as sub:
@@ -297,14 +300,14 @@ W = "\U00020000"  # a letter of 4 bytes in UTF-8: the heaviest character a field
 def register_largest(client: BrokerClient, i: int, host: str) -> None:
     """A stream as heavy as the fields allow: a host, an endpoint and 16 figure names of
     4-byte characters, the longest segment; then a heartbeat that carries the figures."""
-    name, token = f"{i:03d}" + "n" * 61, os.urandom(16)
+    name, token, secret = f"{i:03d}" + "n" * 61, os.urandom(16), os.urandom(16)
     client.request("register", name=name, host=host, pid=2**31 - 1, segment="/" + "s" * 136
-                   + "." + name, endpoint="ipc://" + W * 249, token=token,
+                   + "." + name, endpoint="ipc://" + W * 249, token=token, secret=secret,
                    generation=2**63 - 1, shape=[2**31 - 1] * 4, dtype="~" * 15, fmt="~" * 15,
                    slots=1024)
-    client.request("heartbeat", name=name, token=token, frames=-(2**63), fps=1e300, age=1e300,
-                   subscribers=-(2**63), figures={W * 31 + chr(0x4E00 + f): 1e300
-                                                  for f in range(16)})
+    client.request("heartbeat", name=name, token=token, secret=secret, frames=-(2**63),
+                   fps=1e300, age=1e300, subscribers=-(2**63),
+                   figures={W * 31 + chr(0x4E00 + f): 1e300 for f in range(16)})
 
 
 def unpaged_list(address: str) -> bytes:

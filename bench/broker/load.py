@@ -64,12 +64,16 @@ class Stream:
     def token(self) -> bytes:
         return hashlib.blake2b(self.name.encode(), digest_size=16).digest()
 
+    @property
+    def secret(self) -> bytes:
+        return hashlib.blake2b(self.name.encode(), digest_size=16, person=b"secret").digest()
+
     def registration(self) -> dict:
         """What a Publisher of a 1080p bgr24 stream registers, from another host."""
         return {"op": "register", "name": self.name, "host": self.host, "pid": self.pid,
                 "segment": f"/fbsim.{self.name}", "endpoint": f"ipc:///run/sim/{self.name}.sock",
-                "token": self.token, "generation": 1, "shape": [1080, 1920, 3], "dtype": "|u1",
-                "fmt": "bgr24", "slots": 8}
+                "token": self.token, "secret": self.secret, "generation": 1,
+                "shape": [1080, 1920, 3], "dtype": "|u1", "fmt": "bgr24", "slots": 8}
 
 
 class Control:
@@ -178,7 +182,8 @@ class _Producers:
         """What a Publisher's heartbeat carries, its figures changing a little every time."""
         hid = len(self.sent)
         self._request(i, encode({"op": "heartbeat", "id": hid, "name": self.streams[i].name,
-                                 "token": self.tokens[i], "frames": hid * 15, "fps": 30.0,
+                                 "token": self.tokens[i], "secret": self.streams[i].secret,
+                                 "frames": hid * 15, "fps": 30.0,
                                  "age": 0.01, "subscribers": 1, "figures": {}}))
         self.sent.append(now)
         self.answered.append(float("nan"))

@@ -117,7 +117,9 @@ class BrokerProcess:
 
     def __init__(self, directory: str, max_streams: int | None, lift: int | None) -> None:
         self.address = f"tcp://127.0.0.1:{free_port()}"
-        args = ["broker", "--bind", self.address]
+        # The simulated producers claim other hosts over loopback and have no rings: a
+        # broker that checks them (framebus/trust.py) would refuse them all.
+        args = ["broker", "--bind", self.address, "--trust-loopback"]
         if max_streams is not None:
             args += ["--max-streams", str(max_streams)]
         self.log_path = Path(directory, f"broker-{time.monotonic_ns()}.log")

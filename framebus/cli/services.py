@@ -31,13 +31,16 @@ curve_keys_option = click.option(
 @click.option("--max-relays", type=click.IntRange(min=1), default=None,
               show_default=str(MAX_RELAYS),
               help="Most relays (one per host) kept.")
+@click.option("--trust-loopback", is_flag=True,
+              help="Believe loopback clients' registrations unproven: streams of any host, "
+                   "rings not checked. For simulated producers and one-user sites only.")
 def broker(binds: tuple[str, ...], curve_keys: str | None, max_streams: int | None,
-           max_relays: int | None) -> None:
+           max_relays: int | None, trust_loopback: bool) -> None:
     """Run the discovery and liveness service."""
     from ..broker import Broker
 
     _serve(lambda: Broker(list(binds), keys_dir=curve_keys, max_streams=max_streams,
-                          max_relays=max_relays))
+                          max_relays=max_relays, trust_loopback=trust_loopback))
 
 
 @click.command()

@@ -21,6 +21,7 @@ from .fields import (
     Int64,
     Message,
     Pid,
+    Secret,
     Shape,
     Slots,
     StreamName,
@@ -122,6 +123,8 @@ class _Request(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fiel
 
 
 class Register(Registration, tag_field="op", tag="register"):
+    #: Proves later requests for the stream come from its producer; StreamInfo lacks it.
+    secret: Secret
     id: Any = None
 
     def info(self) -> StreamInfo:
@@ -131,6 +134,7 @@ class Register(Registration, tag_field="op", tag="register"):
 class Heartbeat(_Request, tag="heartbeat"):
     name: StreamName
     token: Token
+    secret: Secret
     frames: Int64 = 0
     fps: float = 0.0
     age: float | None = None
@@ -144,6 +148,7 @@ class Heartbeat(_Request, tag="heartbeat"):
 class Unregister(_Request, tag="unregister"):
     name: StreamName
     token: Token
+    secret: Secret
 
 
 class Lookup(_Request, tag="lookup"):

@@ -41,6 +41,8 @@ Shape = Annotated[tuple[Dim, ...], Meta(min_length=1, max_length=MAX_NDIM)]
 TimeBaseTerm = Annotated[int, Meta(ge=1, le=2**31)]
 TimeBase = tuple[TimeBaseTerm, TimeBaseTerm]
 Token = Annotated[bytes, Meta(min_length=16, max_length=16)]
+#: What only a producer and its broker know (framebus/trust.py): never in a reply.
+Secret = Annotated[bytes, Meta(min_length=16, max_length=16)]
 #: Valid stream names: framebus/names.py's rule (and reasons).
 StreamName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH,
                                  pattern=rf"^{NAME_PATTERN}\Z")]

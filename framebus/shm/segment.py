@@ -1,4 +1,5 @@
-"""POSIX shared-memory segments: create owner-only, map, reclaim, unlink.
+"""POSIX shared-memory segments: create owner-only (or shared with one group), map, reclaim,
+unlink.
 
 posix_ipc rather than :mod:`multiprocessing.shared_memory`, whose resource
 tracker unlinks segments behind the owner's back when some other process
@@ -14,6 +15,7 @@ import os
 
 import posix_ipc
 
+from .. import config
 from ..errors import RingError, ShmFull
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,25 @@ SHM_DIR = "/dev/shm"
 def create(name: str, size: int) -> mmap.mmap:
     """Create segment *name* of *size* bytes, mode 0600, and map it read-write.
 
+    With ``$FRAMEBUS_GROUP`` the segment is that group's, mode 0640: its members may map
+    it read-only (config.share_group()).
+
     The memory is reserved up front (``posix_fallocate``): on a full tmpfs
     this fails now with :class:`ShmFull` instead of killing the writer with
     SIGBUS at its first frame. Raises ``posix_ipc.ExistentialError`` if the
     name exists.
     """
+    gid = config.share_group()  # a wrong group name fails before anything is made
     shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=0)
     try:
+        if gid is not None:
+            try:
+                os.fchown(shm.fd, -1, gid)
+                os.fchmod(shm.fd, 0o640)
+            except OSError as exc:
+                shm.unlink()
+                raise RingError(f"cannot give {name} to group {gid} ($FRAMEBUS_GROUP): "
+                                f"{exc.strerror}; the producer must belong to it") from None
         try:
             os.posix_fallocate(shm.fd, 0, size)
         except OSError as exc:
