@@ -343,8 +343,9 @@ def main(streams: int, producers: int, fps: float, seconds: float, systems: list
                   f"uptime: {_uptime()}")
     try:
         for system in systems:
-            if system == "iceoryx2" and not _have_iceoryx2():
-                rows.append([system, "not installed (pip install iceoryx2)", *["-"] * 5])
+            missing = {"iceoryx2": "iceoryx2", "uvloop": "uvloop"}.get(system)
+            if missing and not _importable(missing):
+                rows.append([system, f"not installed (pip install {missing})", *["-"] * 5])
                 continue
             r = run_system(mp, system, streams, producers, fps, seconds, address)
             rows.append(_row(r))
@@ -365,12 +366,10 @@ def main(streams: int, producers: int, fps: float, seconds: float, systems: list
     console.print(f"uptime after: {_uptime()}")
 
 
-def _have_iceoryx2() -> bool:
-    try:
-        import iceoryx2  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _uptime() -> str:
