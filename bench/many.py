@@ -141,12 +141,21 @@ class Tally:
         self.measuring = False
         self.latencies: list[int] = []
         self.seen: set[str] = set()
+        self.seqs: dict[str, list[int]] = {}  # stream: [first seq, last seq, frames]
 
-    def frame(self, stream: str, t_ns: int, first_byte: int) -> None:
+    def frame(self, stream: str, seq: int, t_ns: int, first_byte: int) -> None:
         if self.measuring:
             self.latencies.append(time.time_ns() - t_ns)
+            if (s := self.seqs.get(stream)) is None:
+                self.seqs[stream] = [seq, seq, 1]
+            else:
+                s[1], s[2] = seq, s[2] + 1
         else:
             self.seen.add(stream)
+
+    def lost(self) -> int:
+        """Frames missed between the first and the last of each stream while measuring."""
+        return sum(last - first + 1 - n for first, last, n in list(self.seqs.values()))
 
 
 def consumer_process(queue, system: str, names: list[str], broker: str, go, seconds: float,
@@ -168,7 +177,7 @@ def consumer_process(queue, system: str, names: list[str], broker: str, go, seco
         tally.measuring = False
         cpu, elapsed = time.process_time() - cpu0, time.monotonic() - t0
         stop.set()
-        queue.put(("result", "consumer", {"cpu": cpu, "elapsed": elapsed,
+        queue.put(("result", "consumer", {"cpu": cpu, "elapsed": elapsed, "lost": tally.lost(),
                                           "latencies": np.array(tally.latencies, np.int64)}))
 
     threading.Thread(target=control, daemon=True).start()
@@ -184,7 +193,7 @@ def consume_multi(names, broker, tally, stop) -> None:
                 frame = subs.recv(timeout=0.2)
             except framebus.Timeout:
                 continue
-            tally.frame(frame.stream, frame.timestamp_ns, frame.array[0, 0, 0])
+            tally.frame(frame.stream, frame.seq, frame.timestamp_ns, frame.array[0, 0, 0])
 
 
 def _consume_aio(names, broker, tally, stop, loop_factory) -> None:
@@ -198,7 +207,7 @@ def _consume_aio(names, broker, tally, stop, loop_factory) -> None:
                     frame = await subs.recv(timeout=0.2)
                 except framebus.Timeout:
                     continue
-                tally.frame(frame.stream, frame.timestamp_ns, frame.array[0, 0, 0])
+                tally.frame(frame.stream, frame.seq, frame.timestamp_ns, frame.array[0, 0, 0])
 
     loop = loop_factory()
     try:
@@ -227,7 +236,7 @@ def consume_threads(names, broker, tally, stop) -> None:
                     frame = sub.recv(timeout=0.2)
                 except framebus.Timeout:
                     continue
-                tally.frame(frame.stream, frame.timestamp_ns, frame.array[0, 0, 0])
+                tally.frame(frame.stream, frame.seq, frame.timestamp_ns, frame.array[0, 0, 0])
 
     threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in names]
     for t in threads:
@@ -264,7 +273,7 @@ def consume_iceoryx2(names, broker, tally, stop) -> None:
             while (sample := subscriber.receive()) is not None:
                 picture = sample.payload().contents
                 view = np.ctypeslib.as_array(picture.pixels)
-                tally.frame(name, picture.t_ns, view[0])
+                tally.frame(name, picture.seq, picture.t_ns, view[0])
                 sample.delete()
 
 
@@ -299,7 +308,8 @@ def run_system(mp, system: str, streams: int, producers: int, fps: float, second
         queue.close()
     lat = result["latencies"]
     frames = len(lat)
-    return {"system": system, "frames": frames, "offered": streams * fps * result["elapsed"],
+    return {"system": system, "frames": frames, "lost": result["lost"],
+            "offered": streams * fps * result["elapsed"],
             "cpu_ms": 1e3 * result["cpu"] / max(1, frames),
             "cores": result["cpu"] / result["elapsed"],
             "p50": float(np.percentile(lat, 50)) / 1e6 if frames else None,
@@ -310,13 +320,14 @@ def run_system(mp, system: str, streams: int, producers: int, fps: float, second
 def _row(r: dict) -> list[str]:
     def ms(v):
         return "-" if v is None else f"{v:.2f}"
-    return [r["system"], f"{r['frames']:,} / {r['offered']:,.0f}", f"{r['cpu_ms']:.3f}",
+    return [r["system"], f"{r['frames']:,} / {r['offered']:,.0f}", f"{r['lost']:,}",
+            f"{r['cpu_ms']:.3f}",
             f"{r['cores']:.2f}", ms(r["p50"]), ms(r["p99"]),
             f"{r['load'][0]:.2f} → {r['load'][1]:.2f}"]
 
 
-COLUMNS = ["system", "frames delivered / offered", "consumer CPU ms/frame", "consumer cores",
-           "latency p50 ms", "latency p99 ms", "load (1 min) before → after"]
+COLUMNS = ["system", "frames delivered / offered", "lost", "consumer CPU ms/frame",
+           "consumer cores", "latency p50 ms", "latency p99 ms", "load (1 min) before → after"]
 
 
 @click.command()
@@ -345,7 +356,7 @@ def main(streams: int, producers: int, fps: float, seconds: float, systems: list
         for system in systems:
             missing = {"iceoryx2": "iceoryx2", "uvloop": "uvloop"}.get(system)
             if missing and not _importable(missing):
-                rows.append([system, f"not installed (pip install {missing})", *["-"] * 5])
+                rows.append([system, f"not installed (pip install {missing})", *["-"] * 6])
                 continue
             r = run_system(mp, system, streams, producers, fps, seconds, address)
             rows.append(_row(r))
