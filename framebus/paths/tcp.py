@@ -7,7 +7,10 @@ caller that keeps pace holds a second credit, so the next frame travels while it
 takes this one. A credit lost to a relay restart or a network cut is asked again
 after a second of silence; ZeroMQ reconnects by itself. A credit the relay refuses
 (not_found, full) is asked again after a pause that doubles with each refusal, up to
-REFUSED_CAP, and starts over with the next frame.
+REFUSED_CAP, and starts over with the next frame. A raw frame the relay sent straight
+from its ring slot is held until the relay's check says the slot was not reused while it
+was sent (framebus/remote/sending.py); one whose check fails is discarded, and the relay
+counts its credit as unspent.
 """
 
 from __future__ import annotations
@@ -66,13 +69,15 @@ class RemotePath:
         self._returned = 0.0  # when the last frame was handed over
         self._refusals = Backoff(REFUSED_FIRST, REFUSED_CAP, stable_after=math.inf)
         self._quiet_until = 0.0  # no credit is sent before this, after a refusal
+        #: A frame sent from its slot, held until its check: (descriptor, pixels).
+        self._unchecked: tuple[Descriptor, np.ndarray] | None = None
         self.last_message = 0.0
 
     def update(self, info: StreamInfo) -> None:
         if info.relay and info.relay != self._relay.endpoint:
             relay = _RelayConnection(self._ctx.context, info.relay)
             self._relay.close()
-            self._relay, self._outstanding = relay, 0
+            self._relay, self._outstanding, self._unchecked = relay, 0, None
             self._refusals.reset()  # what the old relay refused, the new one may have
             self._quiet_until = 0.0
             log.info("%s: receiving through the relay at %s", self._name, info.relay)
@@ -80,29 +85,60 @@ class RemotePath:
     def receive(self, wait: float) -> Frame | None:
         self._relay.check_handshake()
         now = time.monotonic()
-        # A caller that comes back for the next frame at once keeps pace: a second credit
-        # lets the relay send the next frame while this one is being taken. One that took
-        # its time gets one credit, and never the frame a credit fetched meanwhile.
+        if self._unchecked is None or now - self._asked > ASK_AGAIN_AFTER:
+            self._top_up(now)
+        deadline = now + wait
+        socket = self._relay.socket
+        while True:
+            left = deadline - time.monotonic()
+            if not socket.poll(max(1, int(left * 1000)) if left > 0 else 0, zmq.POLLIN):
+                self._relay.check_handshake()
+                return None
+            frame = self._take(socket.recv_multipart(copy=False))
+            if frame is not None or self._unchecked is None:
+                return frame  # None: a message with no frame for the caller; it asks again
+
+    def _top_up(self, now: float) -> None:
+        """Send the credits the caller's pace calls for. A caller that comes back for the
+        next frame at once keeps pace: a second credit lets the relay send the next frame
+        while this one is being taken. One that took its time gets one credit, and never
+        the frame a credit fetched meanwhile."""
         keeping_pace = now - self._returned < KEEPING_PACE
-        if not keeping_pace and self._outstanding > 1:
+        if not keeping_pace and (self._outstanding > 1 or self._unchecked is not None):
             self._drop_prefetched()
         if self._outstanding and now - self._asked > ASK_AGAIN_AFTER:
-            self._outstanding = 0  # lost to a relay restart or a network cut
+            self._outstanding, self._unchecked = 0, None  # lost to a relay restart or a cut
         asking = now >= self._quiet_until
         while asking and self._outstanding < (2 if keeping_pace else 1) and self._ask(now):
             pass
-        socket = self._relay.socket
-        if not socket.poll(0 if wait <= 0 else int(wait * 1000) or 1, zmq.POLLIN):
-            self._relay.check_handshake()
-            return None
-        parts = socket.recv_multipart(copy=False)
-        self.last_message = self._returned = self._asked = time.monotonic()
+
+    def _take(self, parts: list[zmq.Frame]) -> Frame | None:
+        """One message from the relay: the frame to return, if it completes one."""
+        self.last_message = self._asked = time.monotonic()
+        kind = parts[0].bytes
+        if kind == wire.CHECK:
+            return self._checked(parts)
+        if kind in (wire.FRAME, wire.SLOT):  # a credit spent (ERROR: refused, spent too)
+            self._unchecked = None  # its check would have come before this frame
         self._outstanding = max(0, self._outstanding - 1)
         try:
             return self._accept(parts)
         except ProtocolError as exc:
             self._ctx.counts.reject("a message from the relay", exc)
             return None
+
+    def _checked(self, parts: list[zmq.Frame]) -> Frame | None:
+        """The relay's check of the frame it sent from its slot: hand it out if whole."""
+        unchecked, self._unchecked = self._unchecked, None
+        if len(parts) != 2 or parts[1].bytes not in (b"\x00", b"\x01"):
+            self._ctx.counts.reject("a message from the relay", ProtocolError("bad check"))
+            return None
+        if parts[1].bytes == b"\x00":
+            self._outstanding += 1  # reused while it was sent: the relay sends another
+            return None
+        if unchecked is None:
+            return None  # dropped as stale meanwhile, or a check of before a reconnection
+        return self._frame(*unchecked)
 
     def fileno(self) -> int | None:
         return int(self._relay.socket.getsockopt(zmq.FD))
@@ -116,10 +152,18 @@ class RemotePath:
         self._drop_prefetched()
 
     def _drop_prefetched(self) -> None:
+        """Drop what has come and not been returned: stale by now (credits kept counted)."""
+        self._unchecked = None
         socket = self._relay.socket
         while not socket.closed and socket.poll(0, zmq.POLLIN):
-            socket.recv_multipart(copy=False)
-            self._outstanding = max(0, self._outstanding - 1)
+            parts = socket.recv_multipart(copy=False)
+            kind = parts[0].bytes
+            if kind == wire.CHECK:
+                if len(parts) == 2 and parts[1].bytes == b"\x00":
+                    self._outstanding += 1
+            else:
+                self._outstanding = max(0, self._outstanding - 1)
+        self._unchecked = None
 
     def retire(self, token: bytes) -> None:
         pass  # the relay only ever sends the newest frame of the current ring
@@ -140,7 +184,7 @@ class RemotePath:
             code, message = wire.parse_error(parts[1].bytes)
             self._refused()
             raise ProtocolError(f"the relay says {code}: {message}")
-        if kind != wire.FRAME or len(parts) != 4:
+        if kind not in (wire.FRAME, wire.SLOT) or len(parts) != 4:
             raise ProtocolError("not a frame message")
         desc = Descriptor.unpack(parts[1].bytes)
         if desc.stream != self._name:
@@ -149,10 +193,23 @@ class RemotePath:
         if not counts.is_new(desc.token, desc.seq):
             return None  # a frame it has already returned (a credit from before a restart)
         codec = parts[2].bytes.decode("ascii", "replace")
+        if kind == wire.SLOT and codec != "raw":
+            raise ProtocolError(f"a {codec} frame sent from a slot")
         pixels, desc = _pixels(desc, codec, parts[3].buffer)
+        if kind == wire.SLOT:
+            self._unchecked = (desc, pixels)  # handed out once its check comes
+            return None
+        return self._frame(desc, pixels)
+
+    def _frame(self, desc: Descriptor, pixels: np.ndarray) -> Frame | None:
+        """The frame handed out, unless one as new came meanwhile."""
+        counts = self._ctx.counts
+        if not counts.is_new(desc.token, desc.seq):
+            return None
         counts.seen(desc.token, desc.seq)
         self._want = _want(self._ctx, token=desc.token, after=desc.seq)
         self._refusals.reset()
+        self._returned = time.monotonic()
         return Frame(desc, counts.returned(), pixels=pixels)
 
     def _refused(self) -> None:

@@ -12,10 +12,15 @@ ring ``token``, or any frame of another ring (a restarted producer). ``{"v": 1,
 The relay answers a credit with one frame, when there is one::
 
     [b"frame", <descriptor>, <codec: b"raw" | b"jpeg">, <payload>]
+    [b"slot", <descriptor>, b"raw", <payload>]  then, later,  [b"check", b"\x01" | b"\x00"]
 
 where the descriptor is the producer's own (framebus/protocol/descriptor.py) and the
 payload the pixels (raw, exactly the descriptor's shape and dtype) or a JPEG of
-them. A request it cannot serve is answered ``[b"error", msgpack {"code", "error"}]``.
+them. A ``slot`` frame was sent straight from the ring slot: it may be handed out only
+once its ``check`` says 1 (the slot still held the frame once it was sent); 0 means the
+writer reused the slot meanwhile: the frame is discarded and the credit stays unspent.
+The relay sends no other frame to a subscriber between a ``slot`` and its ``check``.
+A request it cannot serve is answered ``[b"error", msgpack {"code", "error"}]``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ CODECS: tuple[str, ...] = get_args(Codec)
 MAX_REQUEST = 512
 #: Bytes, at most, of an error reply.
 MAX_ERROR = 8192
-FRAME, ERROR = b"frame", b"error"
+FRAME, SLOT, CHECK, ERROR = b"frame", b"slot", b"check", b"error"
 
 Quality = Annotated[int, Meta(ge=1, le=100)]
 #: The seq of the last frame received, or -1 for none.

@@ -1,8 +1,9 @@
 """A relay's feed: one stream read from shared memory, its newest frame kept ready.
 
 The relay's loop answers credits; each wanted stream has a Feed thread that reads the
-stream like any local subscriber and copies frames out of the ring for it, so that the
-loop never waits on a ring nor on a JPEG encoder.
+stream like any local subscriber and keeps its newest frame, in its ring slot (raw frames
+are sent from there: framebus/remote/sending.py), with the JPEGs its subscribers want
+made off the loop, so that the loop never waits on a ring nor on a JPEG encoder.
 """
 
 from __future__ import annotations
@@ -23,28 +24,41 @@ from ..subscriber import Subscriber
 
 log = logging.getLogger("framebus.remote.relay")
 
-COPY_RATE = 120.0  # most frames a second copied out for subscribers that are not waiting
-FRESH = 1 / COPY_RATE  # a frame copied out this recently is as good as the newest
+#: Most frames a second made into JPEGs for subscribers that are not waiting: a producer
+#: publishing flat out would otherwise cost an encoding per frame for frames nobody takes.
+COPY_RATE = 120.0
+FRESH = 1 / COPY_RATE  # a frame encoded this recently is as good as the newest
 #: The inproc socket on which feeds tell the relay's loop of a new frame.
 NOTIFY = "inproc://framebus-relay-feeds"
 
 
 @dataclass
 class Newest:
-    """The newest frame of a stream, copied out of its ring, and its payloads by setting."""
+    """The newest frame of a stream, in its ring slot, and its JPEGs by setting."""
 
-    descriptor: Descriptor
+    frame: Frame  # in the slot: valid() tells whether the slot still holds it
     packed: bytes
-    pixels: np.ndarray
     copied: float = field(default_factory=time.monotonic)
+    #: JPEGs by setting, made from a whole copy of the frame; "raw" is never here.
     payloads: dict = field(default_factory=dict)
+    pixels: np.ndarray | None = None  # a whole copy, once one subscriber needed it
 
-    def payload(self, setting: tuple[str, int]):
-        """The bytes to send for *setting*, made on first use and kept for the others."""
+    def copy_out(self) -> np.ndarray:
+        """A whole copy of the frame, made once and shared (FrameOverwritten if lapped)."""
+        if self.pixels is None:
+            self.pixels = self.frame.copy()
+        return self.pixels
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return self.frame.desc
+
+    def jpeg(self, setting: tuple[str, int], scratch: np.ndarray | None = None) -> bytes:
+        """The JPEG for *setting*, made on first use and kept for the others: from a whole
+        copy of the slot (into *scratch* if given). FrameOverwritten if it was lapped."""
         if setting not in self.payloads:
-            codec, quality = setting
-            self.payloads[setting] = (memoryview(self.pixels.data).cast("B") if codec == "raw"
-                                      else _jpeg(self.pixels, self.descriptor.fmt, quality))
+            pixels = self.frame.copy(scratch)
+            self.payloads[setting] = _jpeg(pixels, self.descriptor.fmt, setting[1])
         return self.payloads[setting]
 
 
@@ -63,21 +77,20 @@ def _jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
 
 
 class Feed(threading.Thread):
-    """Reads one stream from shared memory and copies frames out for the relay's subscribers.
+    """Reads one stream from shared memory and keeps its newest frame for the relay.
 
-    While subscribers are active it copies every frame out (and makes the JPEGs they
-    asked for, here, off the relay's loop), so that a subscriber's next credit finds a
-    fresh frame ready instead of waiting for the next one: at most COPY_RATE a second
-    when nobody is waiting, since a producer publishing flat out would otherwise cost a
-    copy per frame for frames nobody takes. A subscriber waiting with a credit gets the
-    very next frame copied out. With no active subscriber, nothing is copied.
+    Every frame becomes the newest (raw frames cost nothing here: they are sent from
+    the slot). While JPEG subscribers are active it also makes the JPEGs they asked
+    for, here, off the relay's loop, so that a subscriber's next credit finds one
+    ready: for every frame while one waits with a credit, at most COPY_RATE a second
+    otherwise. The loop is told of a new frame while a subscriber waits.
     """
 
     def __init__(self, name: str, broker: str, context: zmq.Context) -> None:
         super().__init__(name=f"framebus-relay-{name}", daemon=True)
         self.stream = name
         self.broker = broker
-        self.newest: Newest | None = None  # the last frame copied out
+        self.newest: Newest | None = None  # the last frame kept
         self.latest: tuple[bytes, int] | None = None  # (token, seq) of the last frame published
         self.waiting = threading.Event()  # a subscriber holds a credit
         self.settings: frozenset[tuple[str, int]] = frozenset()  # what active ones want
@@ -85,10 +98,11 @@ class Feed(threading.Thread):
         self._context = context
         self._stopping = threading.Event()
         self._failed: set[tuple[str, int]] = set()  # settings its frames cannot be made in
+        self._scratch: np.ndarray | None = None  # the copy JPEGs are made from, reused
 
     @property
     def fresh(self) -> Newest | None:
-        """The copied-out frame if it is the stream's newest or was copied a moment ago."""
+        """The newest frame kept if it is the stream's newest or was kept a moment ago."""
         newest = self.newest
         if newest is None:
             return None
@@ -98,11 +112,15 @@ class Feed(threading.Thread):
         return None
 
     def _due(self) -> bool:
-        if self.waiting.is_set():
+        """Whether this frame is kept: always for raw subscribers (it costs nothing), for
+        JPEG ones only while one waits, or COPY_RATE a second."""
+        if self.waiting.is_set() or not self._jpegs():
             return True
         newest = self.newest
-        return bool(self.settings) and (newest is None or
-                                        time.monotonic() - newest.copied >= 1 / COPY_RATE)
+        return newest is None or time.monotonic() - newest.copied >= 1 / COPY_RATE
+
+    def _jpegs(self) -> set[tuple[str, int]]:
+        return {s for s in self.settings if s[0] == "jpeg"} - self._failed
 
     def run(self) -> None:
         notify = self._context.socket(zmq.PUSH)
@@ -117,7 +135,7 @@ class Feed(threading.Thread):
                     except Timeout:
                         continue
                     self.latest = (frame.token, frame.seq)
-                    if self._due() and self._copy(frame):
+                    if self._due() and self._keep(frame) and self.waiting.is_set():
                         try:
                             notify.send_string(self.stream, zmq.NOBLOCK)
                         except zmq.Again:
@@ -127,14 +145,17 @@ class Feed(threading.Thread):
         finally:
             notify.close()
 
-    def _copy(self, frame: Frame) -> bool:
-        try:
-            newest = _copy_out(frame)
-        except FrameOverwritten:
-            return False  # lapped while copying: the next frame will do
-        for setting in self.settings - self._failed:
+    def _keep(self, frame: Frame) -> bool:
+        newest = Newest(frame, frame.desc.pack())
+        jpegs = self._jpegs()
+        if jpegs and (self._scratch is None or self._scratch.shape != frame.shape
+                      or self._scratch.dtype != frame.dtype):
+            self._scratch = np.empty(frame.shape, frame.dtype)
+        for setting in jpegs:
             try:
-                newest.payload(setting)
+                newest.jpeg(setting, self._scratch)
+            except FrameOverwritten:
+                return False  # lapped while copying: the next frame will do
             except ValueError as exc:
                 self._failed.add(setting)  # said once: every frame of the ring would fail
                 log.error("%s: %s", self.stream, exc)
@@ -143,9 +164,3 @@ class Feed(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
-
-
-def _copy_out(frame: Frame) -> Newest:
-    """The frame's own copy (FrameOverwritten if it was lapped while copying)."""
-    pixels = frame.copy()
-    return Newest(frame.desc, frame.desc.pack(), pixels)

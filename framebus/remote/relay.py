@@ -1,8 +1,9 @@
 """The relay: serves this host's streams to subscribers on other hosts.
 
 It reads each wanted stream from shared memory like any local subscriber (so the
-decoder's frame path never knows it is there), copies frames out of the ring as
-subscribers wait for them, and answers credits over ZeroMQ TCP. Flow control is per subscriber
+decoder's frame path never knows it is there), and answers credits over ZeroMQ TCP:
+raw frames straight from their ring slot, each confirmed whole after it was sent
+(framebus/remote/sending.py). Flow control is per subscriber
 and latest-frame: a subscriber gets one frame per credit, the newest one it does
 not have, so a slow or distant subscriber never builds a queue and never slows
 anyone else. Payloads are made at most once per frame and setting (raw, or JPEG
@@ -15,22 +16,21 @@ CurveZMQ and an allowlist of client keys (framebus/keys.py).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass
 
 import zmq
 from msgspec.structs import replace
 
 from .. import config
-from ..discovery import BrokerClient
-from ..errors import BrokerFull, FramebusError, ProtocolError
+from ..errors import FramebusError, FrameOverwritten, ProtocolError
 from ..keys import bind_servers, is_local
 from ..protocol import relay as wire
-from ..support.heartbeat import Heartbeat
 from ..support.throttle import Throttle
+from .client import Client
 from .feed import NOTIFY, Feed
+from .registration import Registration
+from .sending import SlotSends, check_message
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +45,10 @@ ACTIVE = 2.0  # a subscriber that asked within this long is likely to ask again
 #: well-formed requests can make the relay hold. Beyond them a newcomer is refused, "full".
 MAX_FEEDS = 64
 MAX_SUBSCRIBERS = 1024
-#: A want for a stream the relay has not heard of makes it ask the broker for this host's
-#: streams at once, but no more often than this (it asks every heartbeat anyway).
-REFRESH_EVERY = 0.05
 #: Requests over this size make ZeroMQ drop the sender's connection (ZMQ_MAXMSGSIZE).
 MAX_MESSAGE = wire.MAX_REQUEST * 2
 #: Refusals are logged at most once in this many seconds per code, with how many went unsaid.
 REFUSALS_LOGGED = 10.0
-
-
-@dataclass
-class _Subscriber:
-    socket: zmq.Socket
-    identity: bytes
-    want: wire.Want
-    credit: int = 0
-    last_seen: float = 0.0
-    #: Wants a stream the relay has not heard of: the stream list refresh it waits beyond.
-    pending: int | None = None
-    #: (token, seq) of the last frame sent to it. A credit sent before that frame arrived
-    #: names an older ring, or none, and must not fetch the same frame again.
-    sent: tuple[bytes, int] | None = None
 
 
 class Relay:
@@ -82,8 +65,9 @@ class Relay:
         self._sockets: list[zmq.Socket] = []
         self._keys = self._notify = None
         self._feeds: dict[str, Feed] = {}
-        self._subscribers: dict[tuple[int, bytes], _Subscriber] = {}
-        self.sent = self.rejected = 0
+        self._subscribers: dict[tuple[int, bytes], Client] = {}
+        self.sent = self.rejected = self.torn = 0
+        self._slot_sends = SlotSends()
         self._refusals = Throttle(log, REFUSALS_LOGGED)
         try:
             self._sockets, self._keys = bind_servers(self._context, self.binds, keys_dir,
@@ -94,7 +78,7 @@ class Relay:
         except BaseException:
             self.close()
             raise
-        self._registration = _Registration(self)
+        self._registration = Registration(self.broker, self.endpoint, self._context)
 
     def _advertised(self) -> str:
         """The endpoint other hosts are told: the first one beyond loopback, if any."""
@@ -117,13 +101,16 @@ class Relay:
         for socket in self._sockets:
             poller.register(socket, zmq.POLLIN)
         poller.register(self._notify, zmq.POLLIN)
+        poller.register(self._slot_sends.fileno(), zmq.POLLIN)
         log.info("relay serving %s on %s (advertised as %s), broker %s", config.host_id(),
                  ", ".join(self.binds), self.endpoint, self.broker)
         next_sweep = 0.0
         try:
             while not stop.is_set():
                 for socket, _ in poller.poll(100):
-                    if socket is not self._notify:
+                    if isinstance(socket, int):
+                        self._on_sent()
+                    elif socket is not self._notify:
                         self._on_request(socket)
                     elif stream := socket.recv_string():
                         self._on_new_frame(stream)
@@ -165,7 +152,7 @@ class Relay:
                 self._refuse(socket, identity, "full", f"the relay serves {MAX_SUBSCRIBERS} "
                                                        "subscribers already, all active")
                 return
-            sub = self._subscribers[key] = _Subscriber(socket, identity, want)
+            sub = self._subscribers[key] = Client(socket, identity, want)
             log.info("subscriber %s wants %s (%s)", identity.hex()[:8], want.stream,
                      want.codec if want.codec == "raw" else f"jpeg q{want.quality}")
         if sub.want.token == want.token and want.after < sub.want.after:
@@ -182,7 +169,7 @@ class Relay:
             sub.pending = self._registration.started
             self._registration.refresh_soon()
 
-    def _start_serving(self, key: tuple[int, bytes], sub: _Subscriber) -> None:
+    def _start_serving(self, key: tuple[int, bytes], sub: Client) -> None:
         feed = self._feed(sub.want.stream)
         if feed is None:
             del self._subscribers[key]
@@ -248,32 +235,52 @@ class Relay:
         else:
             feed.waiting.clear()
 
-    def _serve(self, sub: _Subscriber, feed: Feed) -> None:
+    def _serve(self, sub: Client, feed: Feed) -> None:
         """Send *sub* the stream's newest frame if it has a credit and not that frame yet."""
         newest = feed.fresh
-        if newest is None or not sub.credit:
-            return  # the feed copies the next frame out, since someone waits
+        if newest is None or not sub.credit or sub.unconfirmed is not None:
+            return  # the next frame, or the check of the last one, comes with a notice
         d = newest.descriptor
         for token, seq in ((sub.want.token, sub.want.after), sub.sent or (None, -1)):
             if token == d.token and d.seq <= seq:
                 return  # it has this one: the next frame will come with a notice
         try:
-            payload = newest.payload(sub.want.setting)
+            sent = sub.send(newest, self._slot_sends, self._key(sub))
         except ValueError as exc:
             # Refused, not kept waiting: each new frame would fail again, and say so again.
-            self._subscribers.pop((self._sockets.index(sub.socket), sub.identity), None)
+            self._subscribers.pop(self._key(sub), None)
             self._refuse(sub.socket, sub.identity, "unsupported", f"{d.stream}: {exc}")
             return
-        try:
-            sub.socket.send_multipart(
-                [sub.identity, wire.FRAME, newest.packed, sub.want.codec.encode(), payload],
-                zmq.NOBLOCK, copy=False)
+        except FrameOverwritten:
+            return  # lapped before it went: the next frame comes with a notice
         except zmq.Again:
             return  # its connection is full: it gets the newest when it drains
-        self.sent += 1
-        sub.credit -= 1
-        sub.want = replace(sub.want, token=d.token, after=d.seq)
-        sub.sent = (d.token, d.seq)
+        if sent:
+            self.sent += 1
+            sub.credit -= 1
+            sub.want = replace(sub.want, token=d.token, after=d.seq)
+            sub.sent = (d.token, d.seq)
+
+    def _on_sent(self) -> None:
+        """Frames sent from their slots are out of ZeroMQ's hands: check and confirm them."""
+        for ticket in self._slot_sends.finished():
+            sub = self._subscribers.get(ticket.key)
+            if sub is None or sub.unconfirmed is not ticket:
+                continue  # gone, or a send that failed
+            whole = ticket.whole()
+            try:
+                sub.socket.send_multipart(check_message(sub.identity, whole), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # its connection is full or gone: it asks again after a second
+            self.torn += not whole
+            sub.checked(whole, MAX_CREDIT)
+            feed = self._feeds.get(sub.want.stream)
+            if feed is not None:
+                self._serve(sub, feed)
+                self._update_demand(feed)
+
+    def _key(self, sub: Client) -> tuple[int, bytes]:
+        return (self._sockets.index(sub.socket), sub.identity)
 
     def _feed(self, stream: str) -> Feed | None:
         """The feed reading *stream*, started if need be; None if MAX_FEEDS are all wanted."""
@@ -330,71 +337,11 @@ class Relay:
             self._keys.stop()
         if self._own_context:
             self._context.term()
-        log.info("relay stopped: %d frames sent, %d requests refused", self.sent, self.rejected)
+        self._slot_sends.close()
+        log.info("relay stopped: %d frames sent (%d reused while sent from their slot, sent "
+                 "again), %d requests refused", self.sent, self.torn, self.rejected)
 
 
 def _prepare(socket: zmq.Socket) -> None:
     socket.sndhwm = 4 * MAX_CREDIT  # a frame per credit is all a subscriber can have queued
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-
-
-class _Registration(Heartbeat):
-    """Tells the broker, every heartbeat, that this host's streams are served here; and
-    keeps the relay's list of them, which the broker gives: every heartbeat, and at once
-    (at most every REFRESH_EVERY) when a subscriber wants a stream the list lacks.
-
-    The relay's loop reads ``known``, ``started`` and ``done``; a notice ("") on the
-    feeds' socket tells it a refresh is done.
-    """
-
-    min_gap = REFRESH_EVERY
-
-    def __init__(self, relay: Relay) -> None:
-        super().__init__(BrokerClient(relay.broker, context=relay._context, timeout=0.5),
-                         "relay")
-        self._relay = relay
-        self._notify: zmq.Socket | None = None
-        self._next_beat = 0.0
-        #: Names of the streams the broker knows on this host, as of the last refresh.
-        self.known: frozenset[str] = frozenset()
-        self.started = 0  # refreshes begun
-        self.done = 0  # the number of the last refresh finished, whether the broker answered
-        self._full = Throttle(log, REFUSALS_LOGGED)  # the broker has no room for the relay
-
-    def refresh_soon(self) -> None:
-        self.wake()
-
-    def setup(self) -> None:
-        self._notify = self._relay._context.socket(zmq.PUSH)
-        self._notify.linger = 0
-        self._notify.connect(NOTIFY)
-        self.beat_once()  # at once: remote subscribers may be waiting for this host's list
-
-    def teardown(self) -> None:
-        if self._notify is not None:
-            self._notify.close()
-
-    def beat(self) -> None:
-        """Say where the relay is (each heartbeat), then refresh the list of streams."""
-        self.started += 1
-        number = self.started
-        try:
-            if time.monotonic() >= self._next_beat:
-                try:  # a full broker is logged as refusals are, and the list refreshed anyway
-                    self.client.request("relay", host=config.host_id(),
-                                        endpoint=self._relay.endpoint, pid=os.getpid())
-                except BrokerFull as exc:
-                    self._full.warning("relay: %s; retrying every beat", exc)
-                self._next_beat = time.monotonic() + config.HEARTBEAT_INTERVAL
-            host = config.host_id()
-            self.known = frozenset(s.name for s in self.client.streams(host=host))
-        finally:  # answered or not, the subscribers waiting for this refresh hear of it
-            self.done = number
-            self._tell_the_loop()
-
-    def _tell_the_loop(self) -> None:
-        assert self._notify is not None
-        try:
-            self._notify.send_string("", zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # the loop has notices to read: it will see this refresh then

@@ -204,6 +204,10 @@ class RelayProber(_Prober):
         self.reply = _relay_reply(got)
         if self.reply is None:
             return GARBLED
+        if got[0] == wire.SLOT:  # a frame sent from its slot: its check comes next
+            check = self._dealer.wait(self.timeout)
+            if isinstance(check, str) or len(check) != 2 or check[0] != wire.CHECK:
+                return GARBLED
         return REFUSED if "code" in self.reply else ANSWERED
 
     def alive(self, timeout: float = 1.0) -> bool:
@@ -230,6 +234,6 @@ def _relay_reply(parts: list[bytes]) -> dict | None:
         except Exception:
             return None
         return {"code": code, "error": error} if error else None
-    if len(parts) == 4 and parts[0] == wire.FRAME:
+    if len(parts) == 4 and parts[0] in (wire.FRAME, wire.SLOT):
         return {"frame": parts[1], "codec": parts[2], "bytes": len(parts[3])}
     return None
