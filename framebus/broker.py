@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ from .protocol.broker import (
     Unregister,
     decode_request,
     encode,
+    page,
     request_id,
 )
 from .protocol.fields import printable
@@ -74,6 +74,11 @@ log = logging.getLogger(__name__)
 FORGET_AFTER = 300.0
 #: How often the broker looks for rings and socket files that killed producers left.
 LEFTOVERS_EVERY = 5.0
+#: Requests served from one socket before the others are looked at again: a socket is
+#: drained without a poll per message (the cost that bounded the broker, by py-spy), yet a
+#: flood on one endpoint cannot starve another.
+DRAIN_BATCH = 256
+_NOBLOCK = int(zmq.NOBLOCK)  # an int: pyzmq's Flag arithmetic costs per call
 #: Refusals are logged at most once in this many seconds per code, with how many went unsaid
 #: (each at debug level): a flood of bad requests, or a subscriber asking again and again for
 #: a stream that is not there, must not become a flood of logs. ``rejected`` counts them all.
@@ -178,13 +183,21 @@ class Broker:
     # -- requests ------------------------------------------------------------
 
     def _serve_ready(self, socket: zmq.Socket) -> None:
-        """Serve the requests waiting on *socket*: those of a CurveZMQ socket with the client
-        key its authenticator vouched for (ZeroMQ's User-Id), which registrations need."""
-        if not socket.curve_server:
-            self._origin = Origin()
-            self._serve_one(socket, socket.recv_multipart())
-            return
-        frames = socket.recv_multipart(copy=False)
+        """Serve the requests waiting on *socket*, up to DRAIN_BATCH of them."""
+        keyed = bool(socket.curve_server)
+        for _ in range(DRAIN_BATCH):
+            try:
+                if keyed:
+                    self._serve_keyed(socket, socket.recv_multipart(_NOBLOCK, copy=False))
+                else:
+                    self._origin = Origin()
+                    self._serve_one(socket, socket.recv_multipart(_NOBLOCK))
+            except zmq.Again:
+                return
+
+    def _serve_keyed(self, socket: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        """A request of a CurveZMQ socket, with the client key its authenticator vouched for
+        (ZeroMQ's User-Id), which registrations need."""
         try:
             self._origin = Origin(str(frames[-1].get("User-Id")))
         except zmq.ZMQError:  # no authenticator answered for it: one binding for all such
@@ -228,7 +241,7 @@ class Broker:
 
     def _reply(self, socket: zmq.Socket, identity: bytes, reply: Reply | Refusal) -> None:
         try:
-            socket.send_multipart([identity, b"", encode(reply)], zmq.NOBLOCK)
+            socket.send_multipart([identity, b"", encode(reply)], _NOBLOCK)
         except zmq.Again:
             log.warning("dropped a reply to a client that is not reading")
 
@@ -287,7 +300,7 @@ class Broker:
         names = sorted(n for n, e in self._entries.items() if req.host in (None, e.info.host))
         hosts = sorted(h for h in self._relays if req.host in (None, h))
         limit = None if req.limit is None else min(req.limit, LIST_PAGE)
-        names, hosts, after = _page(names, hosts, req.after, limit)
+        names, hosts, after = page(names, hosts, req.after, limit)
         streams = [self._describe(self._entries[name], now) for name in names]
         relays = [RelayInfo(host=host, endpoint=r.endpoint, pid=r.pid,
                             alive=now - r.last_seen <= self.dead_after)
@@ -377,20 +390,3 @@ class Broker:
 def _limit_message_size(socket: zmq.Socket) -> None:
     # An oversized message drops its sender's connection instead of our memory.
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-
-
-def _page(names: list[str], hosts: list[str], after: str | None,
-          limit: int | None) -> tuple[list[str], list[str], str | None]:
-    """The streams and relays of a page (of all, with no *limit*) from the sorted *names* and
-    *hosts*, and the cursor of the next page (None: this is the last)."""
-    kind, key = (after[0], after[2:]) if after else ("s", "")
-    names = [] if kind == "r" else names[bisect_right(names, key):]
-    hosts = hosts[bisect_right(hosts, key):] if kind == "r" else hosts
-    if limit is None:
-        return names, hosts, None
-    streams = names[:limit]
-    relays = hosts[:limit - len(streams)]
-    if len(streams) == len(names) and len(relays) == len(hosts):
-        return streams, relays, None
-    return streams, relays, f"r:{relays[-1]}" if relays else f"s:{streams[-1]}"
-

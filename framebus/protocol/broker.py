@@ -9,6 +9,7 @@ that neither trusts whatever answers.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -322,3 +323,19 @@ def decode_reply(payload: bytes, expected: type[R]) -> R | Refusal:
     what = f"reply from the broker ({expected.__name__})"
     head = decode(_HEAD, payload, what, MAX_REPLY)
     return decode(_REPLIES[expected if head.ok else Refusal], payload, what, MAX_REPLY)
+
+
+def page(names: list[str], hosts: list[str], after: str | None,
+          limit: int | None) -> tuple[list[str], list[str], str | None]:
+    """The streams and relays of a page (of all, with no *limit*) from the sorted *names* and
+    *hosts*, and the cursor of the next page (None: this is the last)."""
+    kind, key = (after[0], after[2:]) if after else ("s", "")
+    names = [] if kind == "r" else names[bisect_right(names, key):]
+    hosts = hosts[bisect_right(hosts, key):] if kind == "r" else hosts
+    if limit is None:
+        return names, hosts, None
+    streams = names[:limit]
+    relays = hosts[:limit - len(streams)]
+    if len(streams) == len(names) and len(relays) == len(hosts):
+        return streams, relays, None
+    return streams, relays, f"r:{relays[-1]}" if relays else f"s:{streams[-1]}"
