@@ -9,7 +9,7 @@
     # address = "tcp://127.0.0.1:5555"   # what this site's processes use
     # bind = ["tcp://10.0.0.5:5555"]     # further endpoints the broker serves
     # curve_keys = "/etc/framebus/keys"  # needed for any endpoint beyond loopback
-    # max_streams = 4096                 # the broker's caps (default 256 streams, 64 relays)
+    # max_streams = 8192                 # the broker's caps (default 4096 streams, 256 relays)
 
     [relay]                            # optional: serve this host's streams to other hosts
     bind = ["tcp://127.0.0.1:5556", "tcp://10.0.0.5:5556"]

@@ -117,12 +117,20 @@ class BrokerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, *args: str) -> BrokerProcess:
-        self.proc = self.procs.framebus("-v", "broker", "--bind", self.address, *args)
+        # Its log to a file: with -v it says a line per registration, and a pipe nobody
+        # reads would fill after a few hundred and stall it.
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = self.procs.framebus("-v", "broker", "--bind", self.address, *args,
+                                        stderr=self.log)
         wait_until(lambda: broker_answers(self.address), 10, what="broker to answer")
         return self
 
     def kill(self) -> None:
         self.procs.stop(self.proc, signal.SIGKILL)
+
+    def logged(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
 
 
 @pytest.fixture
