@@ -119,7 +119,7 @@ class BrokerProcess:
     def start(self, *args: str) -> BrokerProcess:
         # Its log to a file: with -v it says a line per registration, and a pipe nobody
         # reads would fill after a few hundred and stall it.
-        self.log = tempfile.TemporaryFile("w+")
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the broker)
         self.proc = self.procs.framebus("-v", "broker", "--bind", self.address, *args,
                                         stderr=self.log)
         wait_until(lambda: broker_answers(self.address), 10, what="broker to answer")
