@@ -5,6 +5,9 @@ Systems, each a producer process and consumer processes on one host, talking ove
   framebus-raw   producer -> ring in /dev/shm -> `framebus relay` -> Subscriber(transport="tcp")
   framebus-jpeg  the same, Subscriber(codec="jpeg", quality=90): the relay encodes, once a frame
   imagezmq       ImageSender / ImageHub in PUB/SUB mode (the sender binds)
+  zenoh          eclipse-zenoh: two peers over loopback TCP (the sender listens, scouting off),
+                 put() of the frame's bytes with seq and clock in the attachment; the
+                 receiver's callback keeps the newest 8 samples (as zenoh's RingChannel(8))
   netgear        vidgear NetGear, pattern=2 (PUB/SUB) in multi-client mode, as installed (raw
                  frames: its JPEG compression is on only when simplejpeg is installed). Its
                  default, pattern=0 (PAIR), serves one client; multi-client mode needs 1 or 2,
@@ -30,7 +33,7 @@ message) to the consumer holding the array (decoded, for JPEG). One host, so one
 From the repository root:
 
     .venv/bin/python -m bench.remote [--seconds 4] [--sizes 640x480,1920x1080]
-        [--systems framebus-raw,framebus-jpeg,imagezmq,netgear,local] [--markdown]
+        [--systems framebus-raw,framebus-jpeg,imagezmq,zenoh,netgear,local] [--markdown]
 
 The pieces: cell.py (the settings, the cell), systems.py (senders and receivers),
 children.py (the spawned producer and consumers), run.py (running a cell; the broker, relay

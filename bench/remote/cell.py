@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-SYSTEMS = ("framebus-raw", "framebus-jpeg", "imagezmq", "netgear", "local")
+SYSTEMS = ("framebus-raw", "framebus-jpeg", "imagezmq", "zenoh", "netgear", "local")
 DEFAULT_SIZES = "640x480,1920x1080"
 JPEG_QUALITY = 90
 SLOW_PERIOD = 0.5  # the slow consumer sleeps this long after each frame: 2 fps
@@ -27,6 +27,10 @@ RECV_TIMEOUT = 1.0
 #: imagezmq's SUB queue is 1000 frames as shipped: four consumers falling behind at 1080p
 #: would hold 25 GB. It is lowered to this (bench.bus's raw zmq figure) by reconnecting.
 IMAGEZMQ_RCVHWM = 8
+#: A Zenoh subscriber keeps the newest this many samples (bench.bus's raw zmq queue, as
+#: imagezmq's); the key every Zenoh cell publishes on (each cell has its own session).
+ZENOH_QUEUE = 8
+ZENOH_KEY = "framebus-bench/frames"
 NETGEAR_TIMEOUT = 5  # seconds without a message before a NetGear receiver gives up
 STAMP = struct.Struct("<qq")  # seq, producer clock (ns): NetGear's first 16 bytes of pixels
 

@@ -12,7 +12,16 @@ from rich.table import Table
 
 from bench import common
 from bench.common import format_pair, percentiles, print_section, verdict
-from bench.remote.cell import FOUR, IMAGEZMQ_RCVHWM, SHM_ALONE, SHM_LOADED, SOLO, Cell, paced_rate
+from bench.remote.cell import (
+    FOUR,
+    IMAGEZMQ_RCVHWM,
+    SHM_ALONE,
+    SHM_LOADED,
+    SOLO,
+    ZENOH_QUEUE,
+    Cell,
+    paced_rate,
+)
 from bench.remote.run import CpuSampler, Environment
 
 # -- turning logs into figures ----------------------------------------------------------------
@@ -163,7 +172,7 @@ def caption(sizes: list[tuple[int, int]]) -> str:
             "decoded for JPEG. CPU: % of one core, per process (consumer: the fast ones' mean). "
             "framebus-jpeg: quality 90, encoded by the relay once per frame; netgear: PUB/SUB "
             f"(pattern=2), raw frames; imagezmq: PUB/SUB, receive queue {IMAGEZMQ_RCVHWM} "
-            "frames.")
+            f"frames; zenoh: peer to peer over TCP, the newest {ZENOH_QUEUE} samples kept.")
 
 
 def rich_table(rows: list[Row], seconds: float, sizes: list[tuple[int, int]]) -> Table:
@@ -216,7 +225,7 @@ def targets(rows: list[Row]) -> tuple[list[Target], list[str]]:
     else:
         found.append(Target("1080p, 1 consumer: framebus-raw fps >= imagezmq's", None, ""))
     for size in dict.fromkeys(r.cell.size for r in ok):
-        for system in ("framebus-raw", "framebus-jpeg", "imagezmq", "netgear"):
+        for system in ("framebus-raw", "framebus-jpeg", "imagezmq", "zenoh", "netgear"):
             solo, four = get(system, size, SOLO), get(system, size, FOUR)
             if solo and four:
                 found.append(_fairness_target(system, size, solo, four))

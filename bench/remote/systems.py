@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
+import threading
 import time
 from typing import Protocol
 
 import numpy as np
 
 import framebus
-from bench.common import FramebusSender, ImagezmqReceiver, ImagezmqSender, Sender
-from bench.remote.cell import IMAGEZMQ_RCVHWM, JPEG_QUALITY, NETGEAR_TIMEOUT, STAMP, Cell, Consumer
+from bench.common import FramebusSender, ImagezmqReceiver, ImagezmqSender, Sender, free_port
+from bench.remote.cell import (
+    IMAGEZMQ_RCVHWM,
+    JPEG_QUALITY,
+    NETGEAR_TIMEOUT,
+    STAMP,
+    ZENOH_KEY,
+    ZENOH_QUEUE,
+    Cell,
+    Consumer,
+)
 
 # -- the systems: a Sender in the producer, a Receiver in each consumer -----------------------
 #
@@ -124,10 +136,78 @@ class NetgearReceiver:
             gear.close()
 
 
+def _zenoh_config(listen: str | None = None, connect: str | None = None):
+    """A Zenoh peer on loopback TCP that finds its peer by endpoint, not by scouting."""
+    import zenoh
+
+    config = zenoh.Config()
+    config.insert_json5("mode", '"peer"')
+    config.insert_json5("scouting/multicast/enabled", "false")
+    config.insert_json5("listen/endpoints", json.dumps([listen] if listen else []))
+    config.insert_json5("connect/endpoints", json.dumps([connect] if connect else []))
+    return config
+
+
+class ZenohSender:
+    """eclipse-zenoh: a peer that listens on loopback TCP and puts each frame on a key (its
+    bytes: the Python binding takes bytes, not a buffer), seq and clock in the attachment."""
+
+    def __init__(self, cell: Cell) -> None:
+        import zenoh
+
+        self.address = f"tcp/127.0.0.1:{free_port()}"
+        self.session = zenoh.open(_zenoh_config(listen=self.address))
+        self.publisher = self.session.declare_publisher(ZENOH_KEY)
+
+    def send(self, image: np.ndarray, seq: int, t_start: int) -> None:
+        self.publisher.put(image.tobytes(), attachment=STAMP.pack(seq, t_start))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class ZenohReceiver:
+    """eclipse-zenoh: a peer connected to the sender's, subscribed with a callback into a
+    queue that keeps the newest ZENOH_QUEUE samples (as zenoh's RingChannel does, which has
+    no receive with a timeout)."""
+
+    def __init__(self, address: str) -> None:
+        import zenoh
+
+        self._queue: collections.deque = collections.deque(maxlen=ZENOH_QUEUE)
+        self._ready = threading.Condition()
+        self.session = zenoh.open(_zenoh_config(connect=address))
+        self.subscriber = self.session.declare_subscriber(ZENOH_KEY, self._on_sample)
+        self.held: np.ndarray | None = None
+
+    def _on_sample(self, sample) -> None:
+        with self._ready:
+            self._queue.append(sample)
+            self._ready.notify()
+
+    def recv(self, timeout: float) -> tuple[int, int, int] | None:
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._queue, timeout):
+                return None
+            sample = self._queue.popleft()
+        self.held = np.frombuffer(sample.payload.to_bytes(), np.uint8)
+        t_recv = time.time_ns()
+        seq, t_start = STAMP.unpack(sample.attachment.to_bytes())
+        return seq, t_start, t_recv
+
+    def stats(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        self.subscriber.undeclare()
+        self.session.close()
+
+
 def make_sender(cell: Cell) -> Sender:
     if cell.framebus:
         return FramebusSender(cell)
-    return {"imagezmq": ImagezmqSender, "netgear": NetgearSender}[cell.system](cell)
+    senders = {"imagezmq": ImagezmqSender, "netgear": NetgearSender, "zenoh": ZenohSender}
+    return senders[cell.system](cell)
 
 
 def make_receiver(cell: Cell, consumer: Consumer, address: str) -> Receiver:
@@ -135,4 +215,6 @@ def make_receiver(cell: Cell, consumer: Consumer, address: str) -> Receiver:
         return FramebusReceiver(cell, consumer)
     if cell.system == "imagezmq":
         return ImagezmqReceiver(address, rcvhwm=IMAGEZMQ_RCVHWM)
+    if cell.system == "zenoh":
+        return ZenohReceiver(address)
     return NetgearReceiver(cell, address)
