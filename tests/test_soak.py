@@ -89,7 +89,7 @@ def test_short_soak_keeps_every_promise(tmp_path):
     kinds = {f["kind"] for f in report["faults"]}
     expected = {"decoder_kill", "decoder_stop", "consumer_kill", "consumer_stop", "broker_kill",
                 "broker_stop", "relay_kill", "relay_stop", "camera_restart", "link_cut",
-                "shm_full", "fuzz_broker", "fuzz_relay", "site_crash"}
+                "shm_full", "fuzz_broker", "fuzz_relay", "intruder", "site_crash"}
     assert expected <= kinds, f"faults that never happened: {expected - kinds}"
     streams = {r["stream"]: r for r in report["streams"]}
     for name, r in streams.items():

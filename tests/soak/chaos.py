@@ -17,6 +17,8 @@ consumer sees belongs to one fault, and each fault is judged against its own pro
                     how much room it needs, and comes back once the room is given back
     fuzz_broker,    malformed, truncated, oversized and random requests (hypothesis, seeded):
     fuzz_relay      each refused or cut, none unanswered; frames never stop meanwhile
+    intruder        a process of another Unix user tries to read, replace, fake and forget
+                    the witness stream (tests/soak/intruder.py): all refused, nothing lost
 
 The first phase runs every kind once, in a random order, then more at random; after it,
 the broker, the relay, the witness decoder and the witness readers are no longer killed
@@ -34,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import intruder
 from .agents import ROOT, module
 from .site import (
     BROKER_PORT,
@@ -86,8 +89,12 @@ class Fault:
 class Chaos:
     """Runs faults until *deadline*; ``faults`` is what happened."""
 
-    def __init__(self, site: Site, seed: int, deadline: float, second_phase_at: float) -> None:
+    def __init__(self, site: Site, seed: int, deadline: float, second_phase_at: float,
+                 other_user: tuple[int, int] | None = None) -> None:
         self.site = site
+        self.other_user = other_user
+        #: The intruder's attempts over the run: tried, refused, accepted.
+        self.intrusions: dict[str, int] = {"tried": 0, "refused": 0, "accepted": 0}
         self.rng = random.Random(seed)
         self.deadline = deadline
         self.second_phase_at = second_phase_at
@@ -102,6 +109,7 @@ class Chaos:
             "shm_full": (1, self.shm_full),
             "fuzz_broker": (1, lambda: self.fuzz_service("broker")),
             "fuzz_relay": (1, lambda: self.fuzz_service("relay")),
+            "intruder": (1, self.intruder),
         }
         self._first_round = list(self._kinds)
         self.rng.shuffle(self._first_round)
@@ -327,6 +335,26 @@ class Chaos:
         if unanswered or not outcome.get("alive_after"):
             fault.broken.append(f"the {service} left {unanswered} messages unanswered or "
                                 "answered garbage, or stopped answering")
+        return fault
+
+    def intruder(self) -> Fault | None:
+        if self.other_user is None:
+            return None
+        fault = Fault("intruder", WITNESS_STREAM, time.monotonic())
+        uid, gid = self.other_user
+        run = self.site.a.run([PYTHON, ROOT / "tests" / "intruder.py", str(uid), str(gid),
+                               WITNESS_STREAM, str(intruder.ROUNDS)], timeout=120, cwd=ROOT)
+        fault.end = time.monotonic()
+        try:
+            totals, accepted = intruder.judge(run.stdout)
+        except (ValueError, IndexError, KeyError):
+            fault.broken.append(f"the intruder failed: {run.stderr.strip()[-300:]}")
+            return fault
+        fault.detail = totals
+        for key, value in totals.items():
+            self.intrusions[key] += value
+        if accepted:
+            fault.broken.append("another user got away with: " + "; ".join(accepted))
         return fault
 
 

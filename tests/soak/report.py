@@ -37,6 +37,8 @@ def promises(report: dict) -> list[tuple[str, bool, str]]:
          *held(("fuzz_broker", "fuzz_relay"))),
         ("full /dev/shm: a clear error naming the room needed; nothing else breaks",
          *held(("shm_full",))),
+        ("another Unix user reads, replaces, fakes and forgets nothing",
+         *_intrusions(report, held(("intruder",)))),
         ("memory and descriptors of long-lived processes flat", not not_flat and bool(
             report["processes"]), "; ".join(not_flat) or
          f"{len(report['processes'])} processes over "
@@ -50,6 +52,17 @@ def promises(report: dict) -> list[tuple[str, bool, str]]:
         ("no unexpected exception in any log, no reader died", not report["tracebacks"]
          and not report["reader_crashes"], "; ".join(report["tracebacks"][:3]) or "none"),
     ]
+
+
+def _intrusions(report: dict, verdict: tuple[bool, str]) -> tuple[bool, str]:
+    """The intruder faults' verdict, with the attempts' totals as its evidence."""
+    tried = report.get("intrusions", {})
+    if not tried.get("tried"):
+        return False, "the intruder never ran"
+    held, why = verdict
+    return held and not tried["accepted"], (
+        f"{tried['tried']:,} attempts, {tried['refused']:,} refused, "
+        f"{tried['accepted']} got through" + ("" if held else f": {why}"))
 
 
 # -- tables ------------------------------------------------------------------------------------

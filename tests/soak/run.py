@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
+from . import intruder
 from .chaos import BACK_WITHIN, RESUME_WITHIN, Chaos, Fault
 from .site import STREAMS, Site, memory
 
@@ -167,6 +168,12 @@ def _has_live_writer(site: Site, path: str) -> bool:
 
 
 def soak(seconds: float, seed: int, work: Path, shm_size: str, live: Live | None) -> dict:
+    with intruder.second_user() as other_user:
+        return _soak(seconds, seed, work, shm_size, live, other_user)
+
+
+def _soak(seconds: float, seed: int, work: Path, shm_size: str, live: Live | None,
+          other_user: tuple[int, int]) -> dict:
     site = Site(work, shm_size, seed)
     sampler = Sampler(site)
     report: dict = {"seconds": seconds, "seed": seed, "logs": str(site.logs)}
@@ -176,7 +183,8 @@ def soak(seconds: float, seed: int, work: Path, shm_size: str, live: Live | None
         site.wait_ready()
         sampler.start()
         start = time.monotonic()
-        chaos = Chaos(site, seed, deadline=start + seconds, second_phase_at=start + 0.4 * seconds)
+        chaos = Chaos(site, seed, deadline=start + seconds, second_phase_at=start + 0.4 * seconds,
+                      other_user=other_user)
 
         def progress(fault: Fault) -> None:
             who, worst = fault.worst
@@ -201,6 +209,7 @@ def soak(seconds: float, seed: int, work: Path, shm_size: str, live: Live | None
                            "worst": crash["fault"].worst}
         report["faults"] = [*chaos.faults, crash["fault"]]
         report["fuzz"] = chaos.fuzz
+        report["intrusions"] = chaos.intrusions
         report["streams"] = stream_rows(site)
         report["restarts"] = restarts(site)
         log.info("stopping the site")
