@@ -2,7 +2,8 @@
 
 A producer that stops cleanly unlinks its ring and its descriptor socket file. One killed
 by SIGKILL (or the OOM killer) cannot: its segment stays in /dev/shm, holding memory, and
-its socket file stays in the runtime directory. Whoever looks next reclaims them, once the
+its socket files (the descriptors' ``.sock``, the wake-up's ``.wake``) stay in the runtime
+directory. Whoever looks next reclaims them, once the
 writer's process is gone:
 
 - the next producer of the same stream, when it creates its ring;
@@ -24,6 +25,10 @@ from . import config
 from .names import is_valid_stream_name
 from .shm import read_header, reclaim
 from .shm.segment import SHM_DIR, pid_alive
+from .shm.wake import wake_file
+
+#: The socket files a producer listens on, by suffix, and their socket types.
+SOCKET_KINDS = {".sock": socket.SOCK_STREAM, ".wake": socket.SOCK_SEQPACKET}
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +67,15 @@ def reclaim_stale() -> list[str]:
 
 
 def remove_dead_socket(stream: str) -> bool:
-    """Unlink the socket file of *stream* if nobody listens on it; whether it did."""
-    path = config.socket_file(stream)
-    return path.exists() and not _listening(path) and _unlink_socket(stream)
+    """Unlink the socket files of *stream* nobody listens on; whether it did."""
+    removed = False
+    for path, kind in ((config.socket_file(stream), socket.SOCK_STREAM),
+                       (wake_file(stream), socket.SOCK_SEQPACKET)):
+        if path.exists() and not _listening(path, kind):
+            path.unlink(missing_ok=True)
+            log.info("removed the socket file %s left by a dead producer", path)
+            removed = True
+    return removed
 
 
 def _dead_sockets() -> list[str]:
@@ -75,19 +86,19 @@ def _dead_sockets() -> list[str]:
         return []
     dead = []
     for entry in _listdir(directory):
-        stream = entry.removesuffix(".sock")
-        if stream == entry or not is_valid_stream_name(stream):
+        stream, suffix = entry[:-5], entry[-5:]
+        if suffix not in SOCKET_KINDS or not is_valid_stream_name(stream) or stream in dead:
             continue
         header = read_header(config.segment_name(stream))
         if header is not None and pid_alive(header.writer_pid):
             continue  # a producer of ours: alive, never probed
-        if not _listening(directory / entry):
+        if not _listening(directory / entry, SOCKET_KINDS[suffix]):
             dead.append(stream)
     return dead
 
 
-def _listening(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+def _listening(path: Path, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_UNIX, kind) as probe:
         try:
             probe.connect(str(path))
         except (ConnectionRefusedError, FileNotFoundError):
@@ -98,13 +109,16 @@ def _listening(path: Path) -> bool:
 
 
 def _unlink_socket(stream: str) -> bool:
-    path = config.socket_file(stream)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    log.info("removed the socket file %s left by a dead producer", path)
-    return True
+    """Remove the socket files of *stream* (descriptors and wake-up); whether one was there."""
+    removed = False
+    for path in (config.socket_file(stream), wake_file(stream)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        log.info("removed the socket file %s left by a dead producer", path)
+        removed = True
+    return removed
 
 
 def _listdir(directory: Path) -> list[str]:

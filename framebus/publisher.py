@@ -1,7 +1,8 @@
 """Publisher: the producer's side of a stream.
 
 A Publisher owns a ring in shared memory and a ZeroMQ PUB socket. Each frame
-is written into the next slot in place, then announced with a descriptor.
+is written into the next slot in place, then local readers that gave it an eventfd are
+woken (framebus/shm/wake.py) and every subscriber is sent a descriptor.
 A background thread registers the stream with the broker and heartbeats;
 the broker being away never blocks the frame path.
 """
@@ -24,6 +25,7 @@ from .errors import BrokerFull, BrokerUnavailable, FramebusError, StreamNotFound
 from .names import topic, validate_stream_name
 from .protocol.descriptor import Descriptor
 from .shm import Geometry, RingWriter
+from .shm.wake import WakeServer
 from .support.heartbeat import Heartbeat
 from .support.rates import RateMeter
 
@@ -65,7 +67,8 @@ class Publisher:
                  context: zmq.Context | None = None) -> None:
         self._closed = True  # until the constructor is through: __del__ has nothing to undo
         self.name = validate_stream_name(name)
-        self.time_base = time_base
+        self._wake: WakeServer | None = None
+        self._time_base = time_base
         self._segment = config.segment_name(name)
         geometry = _geometry(shape, dtype, fmt)
         self._ring = RingWriter.create(self._segment, geometry, slots)
@@ -103,6 +106,10 @@ class Publisher:
         self._socket_file = config.ipc_path(self.endpoint)  # ours to remove, now that it is bound
         if self._socket_file is not None:
             config.share(self._socket_file, 0o660)  # readable by $FRAMEBUS_GROUP, if set
+        try:
+            self._wake = WakeServer(self.name, self._ring.token)
+        except OSError as exc:  # local readers fall back on the descriptors
+            log.warning("%s: no wake-up for local readers: %s", self.name, exc)
         self._registration.first_attempt()  # StreamInUse here fails the constructor
         self._registration.start()
 
@@ -127,15 +134,30 @@ class Publisher:
         seq, ring = self.seq, self._ring
         stamp = time.time_ns() if timestamp_ns is None else timestamp_ns
         slot = ring.commit(seq, pts, stamp)
+        if self._wake is not None:
+            self._wake.wake()  # first: a local reader needs nothing more than the ring
         g = ring.geometry
         desc = Descriptor(stream=self.name, generation=ring.generation, token=ring.token,
-                          seq=seq, slot=slot, pts=pts, time_base=self.time_base,
+                          seq=seq, slot=slot, pts=pts, time_base=self._time_base,
                           timestamp_ns=stamp, shape=g.shape, dtype=g.dtype.str, fmt=g.fmt)
         self._socket.send(self._topic + desc.pack())
         self.seq = seq + 1
         self._rate.add()
 
     # -- geometry --------------------------------------------------------------
+
+    @property
+    def time_base(self) -> Fraction | None:
+        return self._time_base
+
+    @time_base.setter
+    def time_base(self, value: Fraction | None) -> None:
+        """A new time base: readers woken by the ring come back for a descriptor that has
+        it (they take what a frame is from the last descriptor they read)."""
+        if value != self._time_base:
+            self._time_base = value
+            if self._wake is not None:
+                self._wake.renew(self._ring.token)
 
     @property
     def geometry(self) -> Geometry:
@@ -160,6 +182,8 @@ class Publisher:
         old = self._ring
         old.close(unlink=True)
         self._ring = RingWriter.create(self._segment, geometry, old.slot_count, old.generation + 1)
+        if self._wake is not None:
+            self._wake.renew(self._ring.token)  # woken readers come back for the new ring
         self._registration.changed()
         log.info("%s: generation %d, %s %s", self.name, self._ring.generation, geometry.shape,
                  geometry.fmt)
@@ -195,7 +219,11 @@ class Publisher:
                 self._context.destroy(linger=0)
             if self._socket_file is not None:
                 self._socket_file.unlink(missing_ok=True)
-            self._ring.close(unlink=True)
+            try:
+                if self._wake is not None:
+                    self._wake.close()
+            finally:
+                self._ring.close(unlink=True)
 
     def __enter__(self) -> Publisher:
         return self

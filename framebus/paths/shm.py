@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import time
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import msgspec
 import zmq
 
 from ..errors import ProtocolError, RingError
@@ -29,9 +29,15 @@ from ..protocol.descriptor import Descriptor
 from ..shm import RingReader
 from ..shm.ring import SlotRecord
 from ..shm.segment import pid_alive
+from ..shm.wake import WakeChannel
 from .base import PathContext
+from .woken import Woken, older_descriptor
 
 log = logging.getLogger("framebus.subscriber")
+
+#: A writer that offers no wake-up (an older framebus, another language's producer), or
+#: refused one, is asked again after this long (seconds); descriptors serve meanwhile.
+WAKE_RETRY = 1.0
 
 
 class ShmPath:
@@ -58,10 +64,23 @@ class ShmPath:
         self._history_taken: bytes | None = None  # token of the ring whose history was looked at
         self._backlog: _Backlog | None = None
         self.last_message = 0.0
+        # The wake-up: offered once a ring's descriptors are believed (the template), taken
+        # once its writer says yes; then the ring's head, not the descriptors, says what
+        # came, and the descriptor socket is unsubscribed (its fd leaves the poller).
+        self._poller = select.epoll()  # fileno(): the descriptor socket, or the wake-up
+        self._zmq_fd = int(self._socket.getsockopt(zmq.FD))
+        self._poller.register(self._zmq_fd, select.EPOLLIN)
+        self._template: Descriptor | None = None  # the last descriptor of the ring believed
+        self._offer: WakeChannel | None = None  # an eventfd offered, not answered yet
+        self._offered = 0.0
+        self._woken: Woken | None = None
+        self._woken_tokens: set[bytes] = set()  # rings read by wake-ups, now or before
+        self._offer_after = 0.0
         try:
             self.update(info)
         except zmq.ZMQError:
             self._socket.close(linger=0)
+            self._poller.close()
             raise
 
     def update(self, info: StreamInfo) -> None:
@@ -80,17 +99,85 @@ class ShmPath:
             if frame is not None:
                 return frame
             # None: the backlog is over, and its last frames were lapped; read on.
+        if self._offer is not None:
+            self._answered()
+        if self._woken is not None:
+            return self._receive_woken(wait)
         if not self._socket.poll(_milliseconds(wait), zmq.POLLIN):
             return None
-        return self._accept(self._socket.recv())
+        frame = self._accept(self._socket.recv())
+        if (self._template is not None and self._offer is None and self._backlog is None
+                and time.monotonic() >= self._offer_after):
+            self._offer_wake(self._template)
+        return frame
 
     def fileno(self) -> int | None:
-        return int(self._socket.getsockopt(zmq.FD))
+        return self._poller.fileno()
 
     def pending(self) -> bool:
         if self._backlog is not None:
             return True
+        if self._woken is not None:
+            return self._woken.pending()
         return bool(int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+    # -- the wake-up -------------------------------------------------------------------
+
+    def _offer_wake(self, template: Descriptor) -> None:
+        """Offer the ring's writer an eventfd; its answer is read by a later call."""
+        self._offer_after = time.monotonic() + WAKE_RETRY
+        self._offer = WakeChannel.start(self._name, template.token)
+        if self._offer is not None:
+            self._offered = time.monotonic()
+            self._poller.register(self._offer.conn, select.EPOLLIN)
+
+    def _answered(self) -> None:
+        offer = self._offer
+        assert offer is not None
+        yes = offer.answer()
+        if yes is None and time.monotonic() - self._offered < WAKE_RETRY:
+            return
+        self._offer = None
+        template, ring = self._template, self._ring
+        if not yes or template is None or ring is None or ring.token != template.token:
+            self._poller.unregister(offer.conn)
+            offer.close()
+            return
+        self._woken = Woken(offer, ring, template, self._ctx.counts,
+                            latest=self._ctx.request.mode == "latest")
+        self._woken_tokens.add(template.token)
+        self._socket.setsockopt(zmq.UNSUBSCRIBE, self._topic)
+        self._poller.unregister(self._zmq_fd)
+        self._poller.register(offer.efd, select.EPOLLIN)
+        log.debug("%s: woken by the writer of ring %s", self._name, template.token.hex())
+
+    def _receive_woken(self, wait: float) -> Frame | None:
+        woken = self._woken
+        assert woken is not None
+        frame = woken.take()
+        if frame is None:
+            if woken.channel.lost():
+                self._leave_woken()
+                return None
+            if wait > 0 and self._poller.poll(wait):
+                frame = woken.take()
+        if frame is not None:
+            self.last_message = time.monotonic()
+        return frame
+
+    def _leave_woken(self) -> None:
+        """The writer ended the wake-up (it stopped, died or replaced its ring): back to the
+        descriptors, which tell of whatever comes next."""
+        woken = self._woken
+        if woken is None:
+            return
+        self._woken = None
+        self._poller.unregister(woken.channel.efd)
+        self._poller.unregister(woken.channel.conn)
+        woken.channel.close()
+        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
+        self._poller.register(self._zmq_fd, select.EPOLLIN)
+        self._offer_after = time.monotonic() + WAKE_RETRY / 2
 
     def abandon(self) -> None:
         pass  # descriptors need no asking: nothing is outstanding
@@ -102,8 +189,15 @@ class ShmPath:
         seconds late, after a new producer took over the stream.
         """
         self._retired.append(token)
+        if self._woken is not None and self._woken.token == token:
+            self._leave_woken()
 
     def close(self) -> None:
+        self._leave_woken()
+        if self._offer is not None:
+            self._offer.close()
+            self._offer = None
+        self._poller.close()
         self._socket.close(linger=0)
         self._backlog = None
         self._ring = None  # unmapped once the frames the caller still holds are gone
@@ -134,6 +228,8 @@ class ShmPath:
                 return None
             _check_against_ring(desc, ring)
             if not counts.is_new(desc.token, desc.seq):
+                if desc.token in self._woken_tokens:
+                    return None  # sent before we unsubscribed: its frame came by the ring
                 raise ProtocolError(f"frame {desc.seq} again, or older than one already seen")
             record = ring.slot_info(desc.slot)
             if not ring.holds(desc.slot, desc.seq):  # then the record is that frame's
@@ -144,6 +240,7 @@ class ShmPath:
         except (ProtocolError, RingError) as exc:
             counts.reject("a descriptor", exc)
             return None
+        self._template = desc
         if self._with_history and desc.token != self._history_taken:
             return self._start_backlog(desc, ring)
         counts.seen(desc.token, desc.seq)
@@ -193,7 +290,7 @@ class ShmPath:
         while backlog.next_seq < backlog.first.seq:
             seq = backlog.next_seq
             backlog.next_seq += 1
-            desc = _older_descriptor(backlog.first, backlog.ring, seq)
+            desc = older_descriptor(backlog.first, backlog.ring, seq)
             if desc is not None:
                 counts.seen(desc.token, desc.seq)
                 return Frame(desc, counts.returned(), ring=backlog.ring)
@@ -246,23 +343,6 @@ class _Backlog:
     first: Descriptor
     #: The seq of the next older frame to return.
     next_seq: int
-
-
-def _older_descriptor(first: Descriptor, ring: RingReader, seq: int) -> Descriptor | None:
-    """A descriptor of frame *seq*, older than *first*, if its slot holds it whole.
-
-    What a frame is comes from *first* (the same ring: same stream, generation, geometry,
-    time base); which frame, from the writer's record in the slot table, read between two
-    looks at the stamp, so that a record the writer began to overwrite is never believed.
-    """
-    slot = ring.slot_of(seq)
-    if not ring.holds(slot, seq):
-        return None
-    record = ring.slot_info(slot)
-    if not ring.holds(slot, seq) or record.seq != seq:
-        return None
-    return msgspec.structs.replace(first, seq=seq, slot=slot, pts=record.pts,
-                                   timestamp_ns=record.timestamp_ns)
 
 
 def _milliseconds(wait: float) -> int:
