@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import config
+from ..errors import RingError
 from ..protocol.broker import StreamInfo
+from ..shm import RingReader
+from ..shm.segment import pid_alive
 from .base import PathKind, Transport
-from .shm import ring_may_be_here
 
 
 class Choice(NamedTuple):
@@ -35,3 +37,23 @@ def choose(info: StreamInfo, transport: Transport, current: PathKind | None) -> 
         return Choice("tcp")
     return Choice(None, f"its producer is on host {info.host} and no relay serves it: "
                         "run `framebus relay` there")
+
+
+def ring_may_be_here(info: StreamInfo, staying: bool) -> bool:
+    """Whether the ring the broker describes is in this host's /dev/shm, or soon will be.
+
+    A ring of the same name that another live producer writes (on a machine that shares
+    this host's name, say) must never pass for this one: its token must be the broker's.
+    But no ring, or a dead writer's, is a producer restarting here: a local subscriber waits
+    for it rather than leave for the relay. And one already on shared memory stays, since a
+    new generation's token reaches the broker a heartbeat after its descriptors.
+    """
+    try:
+        ring = RingReader.open(info.segment)
+    except RingError:
+        return True
+    try:
+        return (staying or ring.token == info.token
+                or not pid_alive(ring.header.writer_pid))
+    finally:
+        ring.close()

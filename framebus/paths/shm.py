@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import msgspec
 import zmq
 
 from ..errors import ProtocolError, RingError
@@ -27,10 +28,10 @@ from ..names import topic
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
 from ..shm import RingReader
-from ..shm.ring import SlotRecord
 from ..shm.segment import pid_alive
 from ..shm.wake import WakeChannel
 from .base import PathContext
+from .checks import check_against_ring, check_against_slot
 from .woken import Woken, older_descriptor
 
 log = logging.getLogger("framebus.subscriber")
@@ -70,6 +71,7 @@ class ShmPath:
         self._poller = select.epoll()  # fileno(): the descriptor socket, or the wake-up
         self._zmq_fd = int(self._socket.getsockopt(zmq.FD))
         self._poller.register(self._zmq_fd, select.EPOLLIN)
+        self._subscribed = True
         self._template: Descriptor | None = None  # the last descriptor of the ring believed
         self._offer: WakeChannel | None = None  # an eventfd offered, not answered yet
         self._offered = 0.0
@@ -142,12 +144,12 @@ class ShmPath:
         if not yes or template is None or ring is None or ring.token != template.token:
             self._poller.unregister(offer.conn)
             offer.close()
+            self._subscribe(True)  # after a new ring was followed unsubscribed (_rewake)
             return
         self._woken = Woken(offer, ring, template, self._ctx.counts,
                             latest=self._ctx.request.mode == "latest")
         self._woken_tokens.add(template.token)
-        self._socket.setsockopt(zmq.UNSUBSCRIBE, self._topic)
-        self._poller.unregister(self._zmq_fd)
+        self._subscribe(False)
         self._poller.register(offer.efd, select.EPOLLIN)
         log.debug("%s: woken by the writer of ring %s", self._name, template.token.hex())
 
@@ -158,6 +160,7 @@ class ShmPath:
         if frame is None:
             if woken.channel.lost():
                 self._leave_woken()
+                self._rewake(woken)
                 return None
             if wait > 0 and self._poller.poll(wait):
                 frame = woken.take()
@@ -175,9 +178,43 @@ class ShmPath:
         self._poller.unregister(woken.channel.efd)
         self._poller.unregister(woken.channel.conn)
         woken.channel.close()
-        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
-        self._poller.register(self._zmq_fd, select.EPOLLIN)
+        self._subscribe(True)
         self._offer_after = time.monotonic() + WAKE_RETRY / 2
+
+    def _rewake(self, old: Woken) -> None:
+        """The writer ended the wake-up: if it did so for a new ring of its own (a new
+        generation), offer it an eventfd for that ring at once, still unsubscribed. The
+        descriptors of the new ring's first frames were sent while this reader was not
+        subscribed; its ring still has them, and the wake-up finds them there."""
+        try:
+            ring = RingReader.open(self._info.segment)
+        except RingError:
+            return
+        writer = ring.header.writer_pid
+        if (ring.token == old.token or writer != old.ring.header.writer_pid
+                or not pid_alive(writer)):
+            ring.close()
+            return  # the same ring (a new time base), or another producer: descriptors tell
+        g = ring.geometry
+        self._template = msgspec.structs.replace(
+            old.template, token=ring.token, generation=ring.generation, shape=g.shape,
+            dtype=g.dtype.str, fmt=g.fmt, seq=-1, slot=0)
+        self._ring = ring
+        self._ctx.on_new_ring(ring.token)
+        self._subscribe(False)
+        self._offer_wake(self._template)
+        if self._offer is None:
+            self._subscribe(True)
+
+    def _subscribe(self, on: bool) -> None:
+        """Take the descriptors (and watch their socket), or not; idempotent."""
+        if on != self._subscribed:
+            self._subscribed = on
+            self._socket.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, self._topic)
+            if on:
+                self._poller.register(self._zmq_fd, select.EPOLLIN)
+            else:
+                self._poller.unregister(self._zmq_fd)
 
     def abandon(self) -> None:
         pass  # descriptors need no asking: nothing is outstanding
@@ -226,7 +263,7 @@ class ShmPath:
                     raise ProtocolError("descriptor of a ring that is not in shared memory")
                 counts.missed(1)  # a ring we knew, replaced since the descriptor was sent
                 return None
-            _check_against_ring(desc, ring)
+            check_against_ring(desc, ring)
             if not counts.is_new(desc.token, desc.seq):
                 if desc.token in self._woken_tokens:
                     return None  # sent before we unsubscribed: its frame came by the ring
@@ -236,7 +273,7 @@ class ShmPath:
                 counts.seen(desc.token, desc.seq)
                 counts.missed(1)  # lapped before we could take it
                 return None
-            _check_against_slot(desc, record)
+            check_against_slot(desc, record)
         except (ProtocolError, RingError) as exc:
             counts.reject("a descriptor", exc)
             return None
@@ -349,43 +386,3 @@ def _milliseconds(wait: float) -> int:
     """A wait in seconds as zmq's poll takes it: 0 stays 0 (do not wait), any other at
     least 1 ms."""
     return 0 if wait <= 0 else int(wait * 1000) or 1
-
-
-def _check_against_ring(desc: Descriptor, ring: RingReader) -> None:
-    g = ring.geometry
-    if (desc.slot >= ring.slot_count or desc.slot != ring.slot_of(desc.seq)
-            or desc.shape != g.shape or desc.dtype != g.dtype.str or desc.fmt != g.fmt
-            or desc.generation != ring.generation):
-        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its ring")
-    # A producer publishes a frame after committing it: one beyond the head is made up.
-    if desc.seq > ring.head:
-        raise ProtocolError(f"descriptor of frame {desc.seq}, but the ring's newest is "
-                            f"{ring.head}")
-
-
-def _check_against_slot(desc: Descriptor, record: SlotRecord) -> None:
-    """The writer's own record of the frame in its slot must be the descriptor's: a made-up
-    pts or timestamp of a real frame is refused too."""
-    if record != (desc.seq, desc.pts, desc.timestamp_ns):
-        raise ProtocolError(f"descriptor of frame {desc.seq} does not match its slot's "
-                            "pts and timestamp")
-
-
-def ring_may_be_here(info: StreamInfo, staying: bool) -> bool:
-    """Whether the ring the broker describes is in this host's /dev/shm, or soon will be.
-
-    A ring of the same name that another live producer writes (on a machine that shares
-    this host's name, say) must never pass for this one: its token must be the broker's.
-    But no ring, or a dead writer's, is a producer restarting here: a local subscriber waits
-    for it rather than leave for the relay. And one already on shared memory stays, since a
-    new generation's token reaches the broker a heartbeat after its descriptors.
-    """
-    try:
-        ring = RingReader.open(info.segment)
-    except RingError:
-        return True
-    try:
-        return (staying or ring.token == info.token
-                or not pid_alive(ring.header.writer_pid))
-    finally:
-        ring.close()

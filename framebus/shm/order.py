@@ -16,8 +16,10 @@ a torn frame: an ARM core reorders plain stores and loads.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import platform
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import RingError
 
@@ -29,7 +31,9 @@ publish: Callable[[int, int], None]
 load: Callable[[int], int]
 
 try:
-    from . import _order  # type: ignore[attr-defined]
+    # By name, not "from . import": the compiled module has no source, and an import of the
+    # package itself from here would be a cycle (tests/test_layout.py).
+    _order: Any = importlib.import_module(f"{__package__}._order")
 except ImportError:  # pragma: no cover - depends on how framebus was installed
     _order = None
 

@@ -2,12 +2,13 @@
 
 A reader makes an eventfd and hands it to the writer over a Unix-domain socket the
 Publisher listens on (``<runtime dir>/<stream>.wake``, mode 0600 in the 0700 runtime
-directory, or 0660 for ``$FRAMEBUS_GROUP`` like the descriptor socket; SCM_RIGHTS), naming the ring it reads by its token. After each frame the writer
-adds 1 to every registered eventfd, non-blocking: it never waits, and a full counter is
-ignored. The connection stays open and silent; when it ends (the reader closed it, died,
-or was SIGKILLed) the writer's listener thread, asleep in poll() on the connections, hears
-it at once and retires that eventfd, so a dead reader costs the writer nothing. The writer
-ends every connection when its ring is replaced: its readers then come back for the new one.
+directory, or 0660 for ``$FRAMEBUS_GROUP`` like the descriptor socket; SCM_RIGHTS), naming
+the ring it reads by its token. After each frame the writer adds 1 to every registered
+eventfd, non-blocking: it never waits, and a full counter is ignored. The connection stays
+open and silent; when it ends (the reader closed it, died, or was SIGKILLed) the writer's
+listener thread, asleep in poll() on the connections, hears it at once and retires that
+eventfd, so a dead reader costs the writer nothing. The writer ends every connection when
+its ring is replaced: its readers then come back for the new one.
 
 The reader, woken, takes the frame's facts from the ring's slot table. Its rule, which makes
 a lost wake-up impossible: read (and so reset) the counter, then look at the ring's head,
