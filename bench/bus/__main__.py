@@ -11,7 +11,9 @@ from multiprocessing import get_context
 import click
 from rich.console import Console
 
-from bench.bus.cell import DEFAULT_SIZES, SYSTEMS, Cell, err
+from bench.bus.cell import DEFAULT_SIZES, PACED_FPS, SYSTEMS, Cell, err
+from bench.bus.iceoryx import available as iceoryx_available
+from bench.bus.peers import issue11_targets, measure_floor
 from bench.bus.report import (
     Row,
     analyse,
@@ -49,7 +51,8 @@ def _subs(ctx, param, value: str) -> list[int]:
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown.")
 def main(seconds: float, sizes: list[tuple[int, int]], subs: list[int], systems: list[str],
          markdown: bool) -> None:
-    """Frames from one producer to N local subscribers: framebus, raw pyzmq, imagezmq."""
+    """Frames from one producer to N local subscribers: framebus, iceoryx2, raw pyzmq,
+    imagezmq; and the floor, a bare semaphore wake-up between two processes."""
     # SIGTERM unwinds like Ctrl-C, so the cleanup below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = FramebusEnvironment()
@@ -60,6 +63,8 @@ def main(seconds: float, sizes: list[tuple[int, int]], subs: list[int], systems:
             err.print("measuring the producer's floors (np.copyto, publish) ...", highlight=False)
             floors = {f"{w}x{h}": producer_floors(env, w, h, max(0.3, seconds / 6))
                       for w, h in sizes}
+        err.print("measuring the floor (a POSIX semaphore wake-up, paced) ...", highlight=False)
+        floor = measure_floor(seconds)
         rows = run_all(env, seconds, sizes, subs, systems)
     except KeyboardInterrupt:
         err.print("\n[red]interrupted[/]: children stopped, rings and sockets removed")
@@ -73,6 +78,10 @@ def main(seconds: float, sizes: list[tuple[int, int]], subs: list[int], systems:
         out.print()
         out.print(markdown_table(rows), markup=False, highlight=False, soft_wrap=True)
     print_targets(out, targets(rows))
+    out.print(f"\nThe floor, a bare POSIX semaphore wake-up between two processes at "
+              f"{PACED_FPS:g} fps: " + (f"p50 {floor[0]:.3f} ms, p99 {floor[1]:.3f} ms"
+                                         if floor else "not measured"), highlight=False)
+    print_targets(out, issue11_targets(rows, floor), "Issue 11 §1 targets")
     if floors:
         print_producer_floors(out, rows, floors)
     print_notes(out, rows, env.leftovers)
@@ -90,6 +99,11 @@ def run_all(env: FramebusEnvironment, seconds: float, sizes: list[tuple[int, int
                     env.address)
         err.print(f"[{i:2}/{len(plan)}] {cell} ...", end="", highlight=False)
         t0 = time.monotonic()
+        why_not = iceoryx_available() if system == "iceoryx2" else None
+        if why_not:
+            rows.append(Row(cell, error=why_not))
+            err.print(f" [red]cannot run[/]: {why_not}", highlight=False)
+            continue
         try:
             row = analyse(cell, *run_cell(cell, mp))
             err.print(f" {row.fps:,.1f} fps/sub ({time.monotonic() - t0:.1f} s)", highlight=False)

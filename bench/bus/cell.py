@@ -9,7 +9,7 @@ from rich.console import Console
 
 from bench.common import SLOTS
 
-SYSTEMS = ("framebus", "zmq", "imagezmq")
+SYSTEMS = ("framebus", "iceoryx2", "zmq", "imagezmq")
 DEFAULT_SIZES = "640x480,1920x1080,3840x2160"
 PACED_FPS = 30.0
 #: High-water mark (messages) of the raw pyzmq sockets: as many frames as the framebus ring

@@ -53,7 +53,7 @@ def consumer_process(queue, cell: Cell, index: int, address: str, stop,
                      deadline: float) -> None:
     receiver = RECEIVERS[cell.system](cell, address)
     try:
-        samples: list[tuple[int, int, int, int]] = []
+        samples: list[tuple[int, ...]] = []
         next_check = 0.0
         while True:
             # Looking at the Event takes locks: do it 50 times a second, not per frame.
@@ -67,8 +67,9 @@ def consumer_process(queue, cell: Cell, index: int, address: str, stop,
                 continue
             if not samples:
                 queue.put(("ready", index, None))
-            samples.append(sample)
-        log = np.array(samples, np.int64).reshape(-1, 4)
+            # The consumer's own CPU time so far: its CPU per frame, whatever the system.
+            samples.append((*sample, time.process_time_ns()))
+        log = np.array(samples, np.int64).reshape(-1, 5)
         queue.put(("result", index, {"samples": log, **receiver.stats()}))
     finally:
         receiver.close()

@@ -27,6 +27,7 @@ class Row:
     drop_share: float = float("nan")
     paced_drops: int = 0  # frames of the paced phase never delivered, all subscribers
     paced_with_copy: tuple[float, float] | None = None  # framebus: from before the copy
+    cpu_ms: float = float("nan")  # consumer CPU per frame in the paced phase, mean of subs
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -40,9 +41,9 @@ def analyse(cell: Cell, phases: dict, reports: list[dict]) -> Row:
     flat_seconds = (flat["t1"] - flat["t0"]) / 1e9
     flat_count = flat["end"] - flat["first"]
     row = Row(cell, producer_fps=flat_count / flat_seconds)
-    fps, drops, paced_ms, flat_ms, paced_copy_ms = [], [], [], [], []
+    fps, drops, paced_ms, flat_ms, paced_copy_ms, cpu = [], [], [], [], [], []
     for report in reports:
-        seq, t_write, t_start, t_recv = report["samples"].T
+        seq, t_write, t_start, t_recv, t_cpu = report["samples"].T
         in_paced = (seq >= paced["first"]) & (seq < paced["end"])
         in_flat = (seq >= flat["first"]) & (seq < flat["end"])
         # The rate counts what arrived within the phase; drops what never arrived at all.
@@ -52,6 +53,10 @@ def analyse(cell: Cell, phases: dict, reports: list[dict]) -> Row:
         paced_ms.append((t_recv - t_write)[in_paced] / 1e6)
         flat_ms.append((t_recv - t_write)[in_flat] / 1e6)
         paced_copy_ms.append((t_recv - t_start)[in_paced] / 1e6)
+        if np.count_nonzero(in_paced) > 1:  # CPU between the first and last paced frames
+            spent = t_cpu[in_paced]
+            cpu.append((spent.max() - spent.min()) / 1e6 / (np.count_nonzero(in_paced) - 1))
+    row.cpu_ms = float(np.mean(cpu)) if cpu else float("nan")
     row.fps, row.drops = float(np.mean(fps)), float(np.mean(drops))
     row.drop_share = row.drops / flat_count if flat_count else 0.0
     row.paced, row.flat = percentiles(paced_ms), percentiles(flat_ms)
@@ -91,7 +96,8 @@ def _framebus_checks(reports: list[dict]) -> list[str]:
 # -- output -----------------------------------------------------------------------------------
 
 COLUMNS = ("size", "subs", "system", "producer fps", "fps/sub", "MB/s/sub",
-           "latency ms paced p50/p99", "latency ms flat out p50/p99", "drops/sub flat out")
+           "latency ms paced p50/p99", "latency ms flat out p50/p99", "drops/sub flat out",
+           "consumer CPU ms/frame paced")
 
 
 def _cells(row: Row) -> list[str]:
@@ -102,7 +108,7 @@ def _cells(row: Row) -> list[str]:
     fps = f"{row.fps:,.0f}" if row.fps >= 100 else f"{row.fps:.1f}"
     return head + [f"{row.producer_fps:,.0f}", fps, f"{row.mbps:,.0f}",
                    format_pair(row.paced), format_pair(row.flat),
-                   f"{row.drops:,.0f} ({row.drop_share:.0%})"]
+                   f"{row.drops:,.0f} ({row.drop_share:.0%})", f"{row.cpu_ms:.3f}"]
 
 
 CAPTION = (
@@ -111,11 +117,14 @@ CAPTION = (
     "only the newest frame. fps/sub counts the frames received within the flat-out phase, "
     f"drops its frames still not received {GRACE:g} s after it. framebus moves no pixels: its "
     "MB/s is fps x frame size. Latency runs from the producer's clock at publish (framebus: "
-    "at commit, after the copy into the slot) to the subscriber holding the array.")
+    "at commit, after the copy into the slot; iceoryx2: after the copy into the loaned "
+    "sample) to the subscriber holding the array. Consumer CPU: the subscriber process's "
+    "CPU time between its first and last frame of the paced phase, per frame.")
 
 
 def rich_table(rows: list[Row], seconds: float) -> Table:
-    table = Table(title=f"framebus vs raw pyzmq vs imagezmq, bgr24, {seconds:g} s per phase",
+    table = Table(title=f"framebus vs iceoryx2 vs raw pyzmq vs imagezmq, bgr24, {seconds:g} s "
+                        "per phase",
                   header_style="bold")
     for name in COLUMNS:
         table.add_column(name, justify="left" if name in ("size", "system") else "right")
@@ -198,8 +207,8 @@ def _fps_pair(a: float | None, b: float | None) -> str:
     return "" if a is None or b is None else f"{a:,.1f} vs {b:,.1f} fps"
 
 
-def print_targets(console: Console, found: list[Target]) -> None:
-    console.print("\n[bold]Targets[/] (ratios from this run)")
+def print_targets(console: Console, found: list[Target], title: str = "Targets") -> None:
+    console.print(f"\n[bold]{title}[/] (ratios from this run)")
     for t in found:
         if t.value is None:
             console.print(f"  {verdict(None)} {t.what}: not measured in this run")

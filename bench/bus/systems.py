@@ -1,4 +1,5 @@
-"""The bus benchmark's three systems: a Sender in the producer, a Receiver in each subscriber."""
+"""The bus benchmark's systems: a Sender in the producer, a Receiver in each subscriber
+(iceoryx2's in bench/bus/iceoryx.py)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,21 @@ class ImagezmqReceiver(common.ImagezmqReceiver):
         return seq, t_start, t_start, t_recv
 
 
+def _iceoryx_sender(cell: Cell) -> Sender:
+    from bench.bus.iceoryx import IceoryxSender  # iceoryx2 only where it runs
+
+    return IceoryxSender(cell)
+
+
+def _iceoryx_receiver(cell: Cell, address: str) -> Receiver:
+    from bench.bus.iceoryx import IceoryxReceiver
+
+    return IceoryxReceiver(cell, address)
+
+
 SENDERS: dict[str, Callable[[Cell], Sender]] = {
-    "framebus": FramebusSender, "zmq": ZmqSender, "imagezmq": ImagezmqSender}
+    "framebus": FramebusSender, "iceoryx2": _iceoryx_sender, "zmq": ZmqSender,
+    "imagezmq": ImagezmqSender}
 RECEIVERS: dict[str, Callable[[Cell, str], Receiver]] = {
-    "framebus": FramebusReceiver, "zmq": ZmqReceiver, "imagezmq": ImagezmqReceiver}
+    "framebus": FramebusReceiver, "iceoryx2": _iceoryx_receiver, "zmq": ZmqReceiver,
+    "imagezmq": ImagezmqReceiver}
