@@ -320,6 +320,8 @@ class Broker:
         host, endpoint, pid = req.host, req.endpoint, req.pid
         self._gate.check_host(host, self._origin, f"the relay of host {host!r}")
         known = self._relays.get(host)
+        if host == self.host and (known is None or (known.endpoint, known.pid) != (endpoint, pid)):
+            self._gate.check_relay(endpoint, pid, self._origin)  # once per claim: it reads /proc
         if known is None:
             now = time.monotonic()
             self._make_room(self._relays, self.max_relays,

@@ -10,6 +10,10 @@ far as it can be proven:
 - **A stream or relay of another host** comes over CurveZMQ with a client key, and a key
   registers for one host only: the first it registered as (trust on first use, for the
   broker's lifetime). A client without a key (loopback) registers for this host only.
+- **A relay of this host** must be a process of the broker's user (or root) that listens
+  on the endpoint it gives: the kernel is asked (/proc), so another user can neither
+  point remote readers at a relay of its own nor claim the real relay's pid for its
+  endpoint.
 - **What only the producer knows.** Each registration carries a secret that the broker
   never tells anyone; replacing a live stream, heartbeating it and unregistering it all
   need it. The ring's token, which every subscriber learns, is not enough.
@@ -89,6 +93,47 @@ class Gatekeeper:
         if owner is None or runner is None or owner != runner or not pid_alive(pid):
             raise Untrusted(f"ring {segment} belongs to uid {owner}, and pid {pid} is run by "
                             f"uid {runner}: a producer registers only its own ring")
+
+
+    def check_relay(self, endpoint: str, pid: int, origin: Origin) -> None:
+        """Raise Untrusted unless *pid*, a process of this broker's user or root, listens
+        on the TCP port of *endpoint*."""
+        if origin.key is None and self.trust_loopback:
+            return
+        runner = _owner(f"/proc/{pid}")
+        if runner is None or runner not in (os.geteuid(), 0):
+            raise Untrusted(f"a relay of this host runs as the broker's user: pid {pid} is "
+                            f"run by uid {runner}")
+        port = endpoint.rsplit(":", 1)[-1]
+        if not port.isdigit() or not _listens(pid, int(port)):
+            raise Untrusted(f"pid {pid} does not listen on {endpoint}")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process *pid* holds a TCP socket listening on *port* (this network
+    namespace's /proc/net/tcp and tcp6, against the process's open descriptors)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        # local_address is ADDR:PORT in hex; state 0A is LISTEN; the inode is column 9
+        inodes |= {row[9] for row in rows
+                   if len(row) > 9 and row[3] == "0A" and int(row[1].rsplit(":", 1)[1], 16) == port}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
 
 
 def same_secret(a: bytes, b: bytes) -> bool:

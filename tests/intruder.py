@@ -75,6 +75,8 @@ def attempts(client: BrokerClient, victim: framebus.StreamInfo, own: RingWriter,
             name="ghost", host="elsewhere", segment=f"/intruder-{me}.ghost"),
         "claim another host's relay": lambda: client.request(
             "relay", host="elsewhere", endpoint="tcp://127.0.0.1:9", pid=me),
+        "claim this host's relay": lambda: client.request(
+            "relay", host=config.host_id(), endpoint="tcp://127.0.0.1:9", pid=me),
         "heartbeat it": lambda: client.request("heartbeat", name=victim.name,
                                                token=victim.token, secret=secret),
         "unregister it": lambda: client.request("unregister", name=victim.name,

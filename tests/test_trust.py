@@ -1,5 +1,8 @@
 """framebus/trust.py's rules, on its own: a client key registers for one host only."""
 
+import os
+import socket
+
 import pytest
 
 from framebus.trust import Gatekeeper, Origin, Untrusted
@@ -35,3 +38,16 @@ def test_trusting_loopback_lifts_the_checks_for_keyless_clients_only():
         gate.check_host("box2", Origin("K" * 40), "stream 'cam2'")
     with pytest.raises(Untrusted, match="cannot be read here"):
         gate.check_ring("/framebus.nothing-here", b"t" * 16, 1, Origin("K" * 40))
+
+
+def test_a_relay_of_this_host_must_listen_where_it_says():
+    gate = Gatekeeper(HERE)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        gate.check_relay(f"tcp://127.0.0.1:{port}", os.getpid(), Origin())  # it does
+        with pytest.raises(Untrusted, match="does not listen"):
+            gate.check_relay(f"tcp://127.0.0.1:{port}", os.getppid(), Origin())
+    with pytest.raises(Untrusted, match="does not listen"):
+        gate.check_relay(f"tcp://127.0.0.1:{port}", os.getpid(), Origin())  # closed now
