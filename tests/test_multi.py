@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from conftest import wait_until
+from conftest import free_port, wait_until
 
 import framebus
 
@@ -191,3 +191,34 @@ def test_closing_releases_every_descriptor(procs, broker, stream_name):
         with framebus.MultiSubscriber([*names, f"{stream_name}-x*"]) as subs:
             wait_until(lambda: set(gather(subs, 0.2)) == set(names), 15, what="every stream")
     assert open_fds() <= before
+
+
+def test_a_broker_that_is_away_holds_no_frame_back(procs, broker, stream_name):
+    """Patterns listed from a broker that does not answer: recv() still returns the frames
+    of the named streams on time, and times out on time, never raising for the broker."""
+    start_testsrc(procs, stream_name, 20)
+    with framebus.Subscriber(stream_name) as probe:  # the stream is up and registered
+        probe.recv(timeout=15.0)
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    with framebus.MultiSubscriber([f"{stream_name}-*"], broker=nowhere,
+                                  discover_every=0.1) as subs:
+        started = time.monotonic()
+        with pytest.raises(framebus.Timeout):
+            subs.recv(timeout=1.0)
+        assert time.monotonic() - started < 1.5
+    with framebus.MultiSubscriber([stream_name, f"{stream_name}-*"],
+                                  discover_every=0.1) as subs:
+        subs.recv(timeout=15.0)
+        broker.kill()
+        gaps, last = [], time.monotonic()
+        end = last + 2.0
+        while time.monotonic() < end:
+            subs.recv(timeout=1.0)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+        assert len(gaps) >= 30 and max(gaps) < 0.25, (len(gaps), max(gaps))
+
+
+def test_wait_needs_subscribers():
+    with pytest.raises(ValueError):
+        framebus.wait([])
