@@ -55,10 +55,14 @@ class _AsyncReceiver:
         self._what = what
         self._waiting = False
         self._closed = False
+        #: The loop, fd and future of the recv() waiting now, for close() to end it.
+        self._waiter: tuple[asyncio.AbstractEventLoop, int, asyncio.Future[None]] | None = None
 
     async def recv(self, timeout: float | None = None) -> Frame:
         """The next frame; waits at most *timeout* seconds (None: forever). Raises
-        framebus.Timeout when none comes in time."""
+        framebus.Timeout when none comes in time, and ValueError once it is closed (also
+        to a recv() waiting then)."""
+        self._check_open()
         frame = self._inner.try_recv()
         if frame is not None:
             return frame
@@ -76,6 +80,7 @@ class _AsyncReceiver:
                         raise Timeout(f"no frame of {self._what} within {timeout} s")
                     wait = min(wait, left)
                 await self._readable(loop, wait)
+                self._check_open()
                 frame = self._inner.try_recv()
                 if frame is not None:
                     return frame
@@ -93,11 +98,18 @@ class _AsyncReceiver:
 
         loop.add_reader(fd, wake)
         timer = loop.call_later(wait, wake)
+        self._waiter = (loop, fd, woken)
         try:
             await woken
         finally:
+            self._waiter = None
             timer.cancel()
-            loop.remove_reader(fd)
+            if not self._closed:  # close() removed it already, before the fd went
+                loop.remove_reader(fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"recv() of {self._what} after close()")
 
     def try_recv(self) -> Frame | None:
         """The next frame if one is ready now, else None; never waits."""
@@ -107,17 +119,28 @@ class _AsyncReceiver:
         return self
 
     async def __anext__(self) -> Frame:
-        if self.closed:
-            raise StopAsyncIteration
-        return await self.recv()
+        try:
+            return await self.recv()
+        except ValueError:
+            if self._closed:  # closed meanwhile, by another task: the iteration ends
+                raise StopAsyncIteration from None
+            raise
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def close(self) -> None:
-        """Close the subscriber(s); call it when no recv() is awaited."""
+        """Close the subscriber(s). A recv() waiting meanwhile (in another task) raises
+        ValueError, or ends its `async for`; its reader is removed before the fd is closed."""
+        if self._closed:
+            return
         self._closed = True
+        if self._waiter is not None:
+            loop, fd, woken = self._waiter
+            loop.remove_reader(fd)
+            if not woken.done():
+                woken.set_result(None)
         self._inner.close()
 
     async def aclose(self) -> None:

@@ -154,3 +154,23 @@ def test_many_streams_in_one_task(procs, broker, stream_name, run):
                 assert sub.dropped == 0, sub
             assert not registered(subs.sync.fileno())
     run(main())
+
+
+def test_closing_ends_an_iteration_waiting_in_another_task(broker, stream_name, run):
+    async def main():
+        sub = aio.Subscriber(f"{stream_name}-none")
+        got = []
+
+        async def iterate():
+            async for frame in sub:
+                got.append(frame)
+        task = asyncio.ensure_future(iterate())
+        await asyncio.sleep(0.3)
+        fd = sub.sync.fileno()
+        sub.close()
+        await asyncio.wait_for(task, 2.0)  # ended, not cancelled
+        assert got == [] and sub.closed
+        assert not registered(fd)
+        with pytest.raises(ValueError, match="after close"):
+            await sub.recv(timeout=0.1)
+    run(main())
