@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ import zmq
 from rich.console import Console
 
 from bench.common import STOP_TIMEOUT, loop_rate
-from bench.remote.cell import JPEG_QUALITY, STARTUP_TIMEOUT
+from bench.remote.cell import JPEG_QUALITY, STARTUP_TIMEOUT, paced_rate
 from bench.remote.run import start_child
 from framebus.support.children import stop_all
 from framebus.testsrc import TestPattern
@@ -105,3 +106,11 @@ def print_costs(console: Console, costs: dict[str, dict[str, float]]) -> None:
         wires = [f"{k.split(', ')[1]}: {v:,.0f}" for k, v in c.items() if k.startswith("wire")]
         console.print(f"  {size}: " + "; ".join(parts), highlight=False)
         console.print(f"  {size}: wire fps, " + ", ".join(wires), highlight=False)
+        w, h = map(int, size.split("x"))
+        fps = paced_rate(w, h)
+        encode, decode = (c["JPEG encode q90 (relay)"], c["JPEG decode (subscriber)"])
+        console.print(f"  {size}: where a JPEG stream's CPU goes at {fps:g} fps: the relay's "
+                      f"encode {encode * fps / 10:.0f}% of a core, each consumer's decode "
+                      f"{decode * fps / 10:.0f}%: 3 fast consumers and the relay need "
+                      f"{(3 * decode + encode) * fps / 10:.0f}% of the machine's "
+                      f"{100 * (os.cpu_count() or 1)}%", highlight=False)
