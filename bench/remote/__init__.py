@@ -8,8 +8,8 @@ Systems, each a producer process and consumer processes on one host, talking ove
   zenoh          eclipse-zenoh: two peers over loopback TCP (the sender listens, scouting off),
                  put() of the frame's bytes with seq and clock in the attachment; the
                  receiver's callback keeps the newest 8 samples (as zenoh's RingChannel(8))
-  netgear        vidgear NetGear, pattern=2 (PUB/SUB) in multi-client mode, as installed (raw
-                 frames: its JPEG compression is on only when simplejpeg is installed). Its
+  netgear        vidgear NetGear, pattern=2 (PUB/SUB) in multi-client mode, raw frames (its
+                 JPEG compression, on by default when simplejpeg is installed, turned off). Its
                  default, pattern=0 (PAIR), serves one client; multi-client mode needs 1 or 2,
                  and with 1 (REQ/REP) each send() waits for a client's reply.
   local          framebus's local path: a shared-memory subscriber (transport="shm") alone,

@@ -85,7 +85,8 @@ class NetgearSender:
 
         _quiet_vidgear()
         self.gear = NetGear(address="127.0.0.1", port=[str(p) for p in cell.ports],
-                            protocol="tcp", pattern=2, logging=False, multiclient_mode=True)
+                            protocol="tcp", pattern=2, logging=False, multiclient_mode=True,
+                            jpeg_compression=False)  # raw, even with simplejpeg installed
         self.address = ",".join(map(str, cell.ports))
 
     def send(self, image: np.ndarray, seq: int, t_start: int) -> None:

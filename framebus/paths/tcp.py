@@ -285,13 +285,34 @@ def _pixels(desc: Descriptor, codec: str, payload: memoryview) -> tuple[np.ndarr
         pixels = np.frombuffer(payload, dtype).reshape(desc.shape)
         return pixels, desc
     if codec == "jpeg":
-        import cv2  # here, not at the top: `import framebus` loads no OpenCV
-
-        image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise ProtocolError("JPEG payload does not decode")
+        image = _decode_jpeg(payload)
         image.flags.writeable = False
         fmt = "gray" if image.ndim == 2 else "bgr24"
         seen = msgspec.structs.replace(desc, shape=image.shape, dtype=image.dtype.str, fmt=fmt)
         return image, seen
     raise ProtocolError(f"unknown codec {codec!r}")
+
+
+def _decode_jpeg(payload: memoryview) -> np.ndarray:
+    """A JPEG's pixels, BGR or grey. The decode is the subscriber's CPU: simplejpeg's
+    libjpeg-turbo with its fast IDCT and upsampling takes about a quarter less time than
+    OpenCV at 1080p (for about 1 dB of PSNR); OpenCV decodes where simplejpeg is missing
+    (imported here, not at the top: `import framebus` loads neither)."""
+    try:
+        import simplejpeg
+    except ImportError:
+        simplejpeg = None
+    if simplejpeg is not None:
+        try:
+            gray = simplejpeg.decode_jpeg_header(payload)[2] == "Gray"
+            image = simplejpeg.decode_jpeg(payload, colorspace="GRAY" if gray else "BGR",
+                                           fastdct=True, fastupsample=True)
+        except ValueError as exc:
+            raise ProtocolError(f"JPEG payload does not decode: {exc}") from None
+        return image[..., 0] if gray else image
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ProtocolError("JPEG payload does not decode")
+    return image
