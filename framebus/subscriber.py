@@ -126,6 +126,7 @@ class Subscriber:
         self._closed = False
         self._watch = PathWatch()  # fileno(): watches whichever path is current
         self._held: Frame | None = None  # the frame ready() found, returned next
+        self._resolved_at: float | None = None  # set when _housekeep asked the broker
         self._resolve()
 
     # -- figures ---------------------------------------------------------------
@@ -166,12 +167,11 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
-            lookup = None if deadline is None else max(0.05, deadline - now)
-            self._housekeep(lookup)
-            frame = self._take_held()
-            if frame is not None:
+            self._housekeep(None if deadline is None else max(0.05, deadline - now), now)
+            if (frame := self._take_held()) is not None:
                 return frame
-            now = time.monotonic()
+            if self._resolved_at is not None:
+                now = time.monotonic()  # the lookup took its time
             wait = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - now)
             if wait > 0:
                 frame = self._receive(wait, 0.5)
@@ -192,9 +192,8 @@ class Subscriber:
         """
         if self._closed:
             return None
-        self._housekeep(LOOKUP_WITHOUT_WAITING)
-        frame = self._take_held()
-        return frame if frame is not None else self._take_now()
+        self._housekeep(LOOKUP_WITHOUT_WAITING, time.monotonic())
+        return self._take_held() if self._held is not None else self._take_now()
 
     def ready(self) -> bool:
         """Whether a frame is ready now. It is kept: the next recv() or try_recv() returns
@@ -203,7 +202,7 @@ class Subscriber:
         if self._closed:
             return False
         if self._held is None or self.mode == "latest":
-            self._housekeep(LOOKUP_WITHOUT_WAITING)
+            self._housekeep(LOOKUP_WITHOUT_WAITING, time.monotonic())
             newer = self._take_now()
             if newer is not None:
                 if self._held is not None:
@@ -223,14 +222,17 @@ class Subscriber:
         often, wake-up or not, so that the subscriber can find and follow its stream."""
         return RING_LOOK_EVERY if self._path is None else _POLL_SLICE
 
-    def _housekeep(self, lookup: float | None) -> None:
+    def _housekeep(self, lookup: float | None, now: float) -> None:
         """Ask the broker if it is time to: nothing known yet, a silence, or a new ring."""
-        now = time.monotonic()
+        self._resolved_at = None
+        if not self._resolve_now and now < self._next_resolve:
+            return
         if self._path is not None:
             self._last_message = max(self._last_message, self._path.last_message)
         waiting = self._path is None or now - self._last_message > RESOLVE_WHEN_SILENT
-        if self._resolve_now or (now >= self._next_resolve and waiting):
+        if self._resolve_now or waiting:
             self._resolve(lookup)
+            self._resolved_at = now
 
     def _take_held(self) -> Frame | None:
         """The frame ready() kept, if any (in mode "latest", or a newer one)."""
@@ -253,9 +255,7 @@ class Subscriber:
         frame = self._path.receive(wait) if self._path else self._idle(wait)
         if self._resolve_now:
             self._resolve(lookup)  # a new ring: learn of it before its first frame goes
-        if frame is not None:
-            self._last_message = time.monotonic()
-        return frame
+        return frame  # the path keeps its last_message: _housekeep reads it when it matters
 
     def __iter__(self) -> Iterator[Frame]:
         while not self._closed:

@@ -45,7 +45,7 @@ def _services(cell: Cell):
     name = iox2.ServiceName.new(f"{SHM_PREFIX}/{cell.stream}")
     pubsub = (node.service_builder(name).publish_subscribe(_frame_type(cell))
               .max_subscribers(max(cell.subs, 1)).max_publishers(1)
-              .subscriber_max_buffer_size(1).subscriber_max_borrowed_samples(2)
+              .subscriber_max_buffer_size(1).subscriber_max_borrowed_samples(3)
               .history_size(0).enable_safe_overflow(True).open_or_create())
     event = node.service_builder(name).event().open_or_create()
     return iox2, node, pubsub, event

@@ -96,6 +96,8 @@ class ShmPath:
             self._endpoint = info.endpoint
 
     def receive(self, wait: float) -> Frame | None:
+        if self._woken is not None:  # first: the common case, woken by the ring
+            return self._receive_woken(wait)
         if self._backlog is not None:
             frame = self._from_backlog()
             if frame is not None:

@@ -39,11 +39,16 @@ class Woken:
         return self.template.token
 
     def take(self) -> Frame | None:
-        """The next frame if the ring has one. The counter is read first, then the head:
-        a frame committed after that look bumps the counter again, so a caller that sleeps
-        on the eventfd when this returns None never misses one."""
-        self.channel.clear()
-        return self._walk()
+        """The next frame if the ring has one. None only after the counter was read, then
+        the head looked at: a frame committed after that look bumps the counter again, so
+        a caller that sleeps on the eventfd when this returns None never misses one. (While
+        frames are there the counter is left alone: one syscall less each, and the next
+        wake-up may be spurious, which is allowed.)"""
+        frame = self._walk()
+        if frame is None:
+            self.channel.clear()
+            frame = self._walk()
+        return frame
 
     def pending(self) -> bool:
         return self.ring.head >= self._next
