@@ -1,14 +1,14 @@
 """The broker: discovery and liveness of streams.
 
-Producers register their stream and heartbeat; clients look streams up and
-list them. The broker holds no frames and is no hop on the frame path: when
-it is down, frames keep flowing to subscribers already connected, and
+Producers register their stream (its frames, or its packets: ``kind``) and heartbeat;
+clients look streams up and list them. The broker holds no frames and is no hop on the
+frame path: when it is down, frames keep flowing to subscribers already connected, and
 everyone re-registers and re-resolves when it returns.
 
-A producer silent for ``dead_after`` seconds is marked dead, and if it ran
-on this host and its process is gone, its ring segment is reclaimed. Every few
-seconds, and at its start, the broker also reclaims any ring and socket file of
-this host whose producer is gone, known to it or not (framebus/leftovers.py).
+A producer silent for ``dead_after`` seconds is marked dead, and if it ran on this host
+and its process is gone, its ring is reclaimed. Every few seconds, and at its start, the
+broker also reclaims any ring and socket file of this host whose producer is gone, known
+to it or not (framebus/leftovers.py).
 
 Its requests and replies are declared in framebus/protocol/broker.py, and each request is
 decoded strictly there before a handler here sees it; what is left here is what the
@@ -31,6 +31,7 @@ from . import config
 from .errors import FramebusError, ProtocolError
 from .keys import bind_servers
 from .leftovers import reclaim_stale, remove_dead_socket
+from .packets import where as packets
 from .protocol.broker import (
     LIST_PAGE,
     MAX_MESSAGE,
@@ -53,6 +54,7 @@ from .protocol.broker import (
     Unregister,
     decode_request,
     encode,
+    entry_key,
     page,
     request_id,
 )
@@ -64,11 +66,10 @@ from .trust import Gatekeeper, Origin, Untrusted, same_secret
 
 log = logging.getLogger(__name__)
 
-# MAX_STREAMS and MAX_RELAYS: the most streams and relays the broker keeps unless told
-# otherwise (max_streams=, max_relays=; `framebus broker --max-streams`). Anyone who can
-# reach it may register, so without a cap a flood of well-formed registrations would grow it
+# MAX_STREAMS, MAX_RELAYS: the broker's caps unless told (`framebus broker --max-streams`).
+# Anyone who can reach it may register: without a cap a flood of registrations would grow it
 # for FORGET_AFTER. A dead entry makes room for a new one; only when all are alive is a
-# newcomer refused, "full". `framebus ls` reads the list in pages (LIST_PAGE), whatever its size.
+# newcomer refused, "full". `framebus ls` reads the list in pages (LIST_PAGE).
 
 #: Dead streams stay listed (as dead) this long, so `framebus ls` can show them.
 FORGET_AFTER = 300.0
@@ -249,8 +250,10 @@ class Broker:
         info = req.info()
         self._gate.check_host(info.host, self._origin, f"stream {info.name!r}")
         if info.host == self.host:
-            self._gate.check_ring(info.segment, info.token, info.pid, self._origin)
-        entry = self._entries.get(info.name)
+            self._gate.check_ring(info.segment, info.token, info.pid, self._origin,
+                                  read=packets.READ_HEADER[info.kind])
+        key = entry_key(info.name, info.kind)
+        entry = self._entries.get(key)
         if (entry and entry.info.alive and not same_secret(entry.secret, req.secret)
                 and self._still_running(entry)):
             raise Refused("in_use", f"stream {info.name!r} is already published by pid "
@@ -260,13 +263,13 @@ class Broker:
                             "streams", f"stream {info.name!r}")
         if entry and entry.info.token != info.token:
             self._reclaim(entry)
-        self._entries[info.name] = _Entry(info, req.secret, time.monotonic())
+        self._entries[key] = _Entry(info, req.secret, time.monotonic())
         log.info("registered %s: %s %s from pid %d on %s", info.name, info.shape, info.fmt,
                  info.pid, info.host)
         return Reply()
 
     def _heartbeat(self, req: Heartbeat) -> Reply:
-        entry = self._entries.get(req.name)
+        entry = self._entries.get(entry_key(req.name, req.kind))
         if (entry is None or entry.info.token != req.token
                 or not same_secret(entry.secret, req.secret)):
             raise Refused("unknown", f"stream {req.name!r} is not registered with this token")
@@ -280,16 +283,16 @@ class Broker:
         return Reply()
 
     def _unregister(self, req: Unregister) -> Reply:
-        entry = self._entries.get(req.name)
+        entry = self._entries.get(key := entry_key(req.name, req.kind))
         if (entry is None or entry.info.token != req.token
                 or not same_secret(entry.secret, req.secret)):
             raise Refused("unknown", f"stream {req.name!r} is not registered with this token")
-        del self._entries[req.name]
+        del self._entries[key]
         log.info("unregistered %s", req.name)
         return Reply()
 
     def _lookup(self, req: Lookup) -> LookupReply:
-        entry = self._entries.get(req.name)
+        entry = self._entries.get(entry_key(req.name, req.kind))
         if entry is None:
             raise Refused("not_found", f"no stream named {req.name!r}")
         return LookupReply(stream=self._describe(entry, time.monotonic()))
@@ -297,7 +300,7 @@ class Broker:
     def _list(self, req: Listing) -> ListReply:
         """Everything (no ``limit``, as before pages), or the page that starts after ``after``."""
         now = time.monotonic()
-        names = sorted(n for n, e in self._entries.items() if req.host in (None, e.info.host))
+        names = sorted(n for n, e in self._entries.items() if req.shows(e.info))
         hosts = sorted(h for h in self._relays if req.host in (None, h))
         limit = None if req.limit is None else min(req.limit, LIST_PAGE)
         names, hosts, after = page(names, hosts, req.after, limit)
@@ -384,8 +387,11 @@ class Broker:
 
     def _reclaim(self, entry: _Entry) -> None:
         info = entry.info
-        if info.host == self.host and not pid_alive(info.pid) and reclaim(info.segment,
-                                                                          info.token):
+        if info.host != self.host or pid_alive(info.pid):
+            return
+        if info.kind == "packets":  # its socket file goes with the broker's sweep
+            packets.reclaim(info.segment, info.token)
+        elif reclaim(info.segment, info.token):
             remove_dead_socket(info.name)
 
 

@@ -151,9 +151,12 @@ class BrokerClient:
                 return decode_reply(frames[1], expected)
         raise self._unavailable(f"broker at {self.address} did not answer within {timeout:.1f} s")
 
-    def lookup(self, name: str, timeout: float | None = None) -> StreamInfo:
+    def lookup(self, name: str, timeout: float | None = None,
+               kind: str = "frames") -> StreamInfo:
+        """Stream *name*: its frames, or (kind "packets") its packet stream."""
         validate_stream_name(name)
-        return self._call("lookup", LookupReply, timeout, name=name).stream
+        extra = {} if kind == "frames" else {"kind": kind}  # what a broker of old knows
+        return self._call("lookup", LookupReply, timeout, name=name, **extra).stream
 
     def streams(self, timeout: float | None = None, host: str | None = None) -> list[StreamInfo]:
         """The streams the broker knows (of *host* only, if given), live or recently dead."""

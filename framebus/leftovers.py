@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import config
 from .names import is_valid_stream_name
+from .packets import where as packet_places
 from .shm import read_header, reclaim
 from .shm.segment import SHM_DIR, pid_alive
 from .shm.wake import wake_file
@@ -44,6 +45,7 @@ def clean_after(stream: str) -> bool:
     if header is not None and pid_alive(header.writer_pid):
         return False  # a live producer holds the name now: its ring and socket are its own
     removed = reclaim(segment)
+    removed = packet_places.clean_after(stream) or removed
     return _unlink_socket(stream) or removed
 
 
@@ -63,6 +65,7 @@ def reclaim_stale() -> list[str]:
             _unlink_socket(stream)
             cleaned.append(stream)
     cleaned += [s for s in _dead_sockets() if s not in cleaned and _unlink_socket(s)]
+    cleaned += [s for s in packet_places.reclaim_stale() if s not in cleaned]
     return cleaned
 
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import FramebusError
 from .shm.ring import read_header
@@ -77,12 +79,14 @@ class Gatekeeper:
             raise Untrusted(f"{what}: this client key registers for host {bound!r} only, "
                             f"not {claimed!r}")
 
-    def check_ring(self, segment: str, token: bytes, pid: int, origin: Origin) -> None:
+    def check_ring(self, segment: str, token: bytes, pid: int, origin: Origin,
+                   read: Callable[[str], Any] = read_header) -> None:
         """Raise Untrusted unless ring *segment* of this host is the one claimed: its
-        token and writer pid, and a segment owned by the user who runs *pid*."""
+        token and writer pid, and a segment owned by the user who runs *pid*. *read* reads
+        its header (a packet ring's has its own)."""
         if origin.key is None and self.trust_loopback:
             return
-        header = read_header(segment)
+        header = read(segment)
         if header is None:
             raise Untrusted(f"ring {segment} cannot be read here: the broker believes a "
                             "stream of this host only once it has seen its ring")

@@ -10,7 +10,7 @@ that neither trusts whatever answers.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -64,6 +64,18 @@ Segment = Annotated[str, Meta(max_length=255, pattern=r"^/[A-Za-z0-9][A-Za-z0-9.
 Cursor = Annotated[str, Meta(min_length=3, max_length=257, pattern=r"^[sr]:")]
 
 
+#: What a stream carries: decoded pixels in a frame ring, or compressed packets in a packet
+#: ring (framebus/packets/). A packet stream shares its pixel stream's name; a message
+#: without ``kind`` is about frames, as before packets existed.
+Kind = Literal["frames", "packets"]
+
+
+def entry_key(name: str, kind: str) -> str:
+    """The broker's key of a stream: its name, and for packets "/packets" after it ('/' is in
+    no stream name, so no two keys clash)."""
+    return name if kind == "frames" else f"{name}/packets"
+
+
 def _check_figures(figures: dict[str, Any]) -> None:
     if not all(name.isidentifier() for name in figures):
         raise ValueError("Expected identifiers as the keys of field `figures`")
@@ -85,6 +97,7 @@ class Registration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dtype: Word
     fmt: Word
     slots: Slots
+    kind: Kind = "frames"
 
     def __post_init__(self) -> None:
         check_printable(self, "host", "endpoint")
@@ -92,8 +105,9 @@ class Registration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"Expected field `segment` to end in '.{self.name}'")
 
 
-class StreamInfo(Registration, kw_only=True):
-    """What the broker knows about a stream."""
+class StreamInfo(Registration, kw_only=True, omit_defaults=True):
+    """What the broker knows about a stream. Defaults stay off the wire, so that a client
+    older than ``kind`` still reads a frame stream's."""
 
     alive: bool = True
     #: Producer figures from its last heartbeat.
@@ -139,6 +153,7 @@ class Heartbeat(_Request, tag="heartbeat"):
     name: StreamName
     token: Token
     secret: Secret
+    kind: Kind = "frames"
     frames: Int64 = 0
     fps: float = 0.0
     age: float | None = None
@@ -153,10 +168,12 @@ class Unregister(_Request, tag="unregister"):
     name: StreamName
     token: Token
     secret: Secret
+    kind: Kind = "frames"
 
 
 class Lookup(_Request, tag="lookup"):
     name: StreamName
+    kind: Kind = "frames"
 
 
 class Listing(_Request, tag="list"):
@@ -171,6 +188,13 @@ class Listing(_Request, tag="list"):
     after: Cursor | None = None
     #: Only the streams of this host, and its relay (a relay wants no more).
     host: Text | None = None
+    #: Which streams: frame streams only (the default, which clients older than packet
+    #: streams understand), packet streams only, or both.
+    kind: Literal["frames", "packets", "all"] = "frames"
+
+    def shows(self, info: StreamInfo) -> bool:
+        """Whether this listing shows stream *info*."""
+        return self.host in (None, info.host) and self.kind in ("all", info.kind)
 
     def __post_init__(self) -> None:
         check_printable(self, "host", "after")
