@@ -111,6 +111,18 @@ def register_fake(client: BrokerClient, name: str, host: str = "elsewhere",
                    fmt="bgr24", slots=8)
 
 
+def fill(address: str, n: int, host: str) -> list[tuple[str, bytes, bytes]]:
+    """Register *n* streams with no producer behind them; their names, tokens and secrets."""
+    fakes = [(f"fake{i}", os.urandom(16), os.urandom(16)) for i in range(n)]
+    with BrokerClient(address) as client:
+        for name, token, secret in fakes:
+            client.request("register", name=name, host=host, pid=1,
+                           segment=f"/{config.shm_prefix()}.{name}",
+                           endpoint=f"ipc:///nonexistent/{name}", token=token, secret=secret,
+                           generation=0, shape=[4, 4, 3], dtype="|u1", fmt="bgr24", slots=8)
+    return fakes
+
+
 def listed_alive(address: str, name: str) -> bool:
     try:
         with BrokerClient(address) as client:

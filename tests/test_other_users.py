@@ -11,8 +11,10 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -132,8 +134,19 @@ def test_a_ring_of_another_user_is_not_registered_for_a_pid_of_ours(procs, broke
     assert ghost == {"refused: AccessDenied": ROUNDS}, ghost
 
 
+@pytest.fixture
+def granted_runtime_dir(monkeypatch):
+    """A runtime directory of its own for the producers of a test that shares them with a
+    group: the suite's stays owner-only, as the other tests expect."""
+    path = tempfile.mkdtemp(prefix="framebus-granted-")
+    monkeypatch.setenv("FRAMEBUS_RUNTIME_DIR", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_a_group_granted_with_framebus_group_reads_the_streams_and_no_one_else(
-        procs, broker, stream_name, other_user, viewers_group, monkeypatch):
+        granted_runtime_dir, procs, broker, stream_name, other_user, viewers_group,
+        monkeypatch):
     """FRAMEBUS_GROUP=fbviewers for the producer: a member of the group subscribes (read-only,
     as anyone); the same user without the group does not."""
     monkeypatch.setenv("FRAMEBUS_GROUP", GROUP)
