@@ -32,6 +32,9 @@ from .names import validate_stream_name
 from .pixfmt import Format
 
 Transport = Literal["tcp", "udp"]
+#: When pixels are decoded (packets are published whatever it says): every frame; only while
+#: a pixel subscriber is connected, from the next key frame; key frames only.
+DecodeMode = Literal["always", "demand", "keyframes"]
 
 
 class Size:
@@ -103,6 +106,13 @@ class DecodeSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         ge=0, le=64, description="Decoder threads; 0: FFmpeg's choice (fastest for one "
                                  "stream), 1: least CPU a frame (for many streams on few "
                                  "cores).")] = 0
+    decode: Annotated[DecodeMode, Meta(
+        description="When to decode pixels: always; on demand (only while a pixel "
+                    "subscriber is connected); key frames only.")] = "always"
+    hwaccel: Annotated[str, Meta(
+        pattern=r"^[a-z0-9_]{1,16}\Z", description="Hardware decoding: none, auto (a "
+        "hardware decoder if this machine has one, else the CPU), or a device type such as "
+        "cuda, vaapi, qsv.", extra={"expected": "none, auto or a device type"})] = "none"
 
     def __post_init__(self) -> None:
         validate_stream_name(self.name)

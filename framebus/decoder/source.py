@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import SourceError
 from ..spec import DecodeSpec
 from ..testsrc import TestPattern
+from . import hardware
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,14 @@ def open_source(source: Source, spec: DecodeSpec) -> Input:
         return PatternInput((width, height), spec.fps or TESTSRC_FPS)
     if source.kind == "file" and not Path(source.url).is_file():
         raise SourceError(f"no such file: {source.url}")
+    arguments = _open_arguments(source, spec)
+    hwaccel = hardware.choose(spec.hwaccel)
     try:
-        container = av.open(source.url, mode="r", **_open_arguments(source, spec))
+        container = hardware.open_with(source.url, arguments, hwaccel, spec.hwaccel)
     except (av.FFmpegError, OSError) as exc:
         raise SourceError(f"cannot open {source}: {_reason(exc)}") from None
     try:
-        return ContainerInput(container, spec.threads)
+        return ContainerInput(container, spec.threads, spec.decode)
     except SourceError:
         container.close()
         raise
@@ -133,7 +136,8 @@ def _reason(exc: BaseException) -> str:
 class ContainerInput(Input):
     """Frames decoded by FFmpeg from a container's first video stream, threaded."""
 
-    def __init__(self, container: av.container.InputContainer, threads: int) -> None:
+    def __init__(self, container: av.container.InputContainer, threads: int,
+                 mode: str = "always") -> None:
         if not container.streams.video:
             raise SourceError(f"{container.name} has no video stream")
         self._container = container
@@ -151,6 +155,14 @@ class ContainerInput(Input):
         self._last_pts: int | None = None
         self._errors = 0
         self.broken = 0  # frames skipped after a decode error, until the next key frame
+        self.gate = DecodeGate(mode, stream.codec_context)
+        #: Called with every packet demuxed, before it is decoded (or not): the worker
+        #: publishes it as it came, so its bytes are PyAV's demux's own.
+        self.on_packet: Callable[[av.Packet], None] | None = None
+
+    @property
+    def stream(self) -> av.video.stream.VideoStream:
+        return self._stream
 
     @property
     def errors(self) -> int:
@@ -167,6 +179,10 @@ class ContainerInput(Input):
         resyncing = False
         try:
             for packet in self._container.demux(self._stream):
+                if self.on_packet is not None and packet.size:
+                    self.on_packet(packet)
+                if not self.gate.admits(packet):
+                    continue
                 try:
                     decoded = packet.decode()
                 except av.InvalidDataError as exc:
@@ -203,6 +219,38 @@ class ContainerInput(Input):
 
     def close(self) -> None:
         self._container.close()
+
+
+class DecodeGate:
+    """Which packets are decoded: all ("always"); only key frames ("keyframes", with
+    FFmpeg's skip_frame NONKEY too); or, "demand", all from the first key frame after
+    ``wanted`` turns true until it turns false."""
+
+    def __init__(self, mode: str, codec: av.codec.context.CodecContext) -> None:
+        self.mode = mode
+        self._codec = codec
+        #: For "demand": whether pixels are wanted now (the worker sets it from the
+        #: pixel stream's subscriber count).
+        self.wanted = mode != "demand"
+        self.decoding = mode != "demand"
+        if mode == "keyframes":
+            codec.skip_frame = "NONKEY"
+
+    def admits(self, packet: av.Packet) -> bool:
+        if self.mode == "always":
+            return True
+        if self.mode == "keyframes":
+            return bool(packet.is_keyframe)
+        if not self.wanted:
+            if self.decoding:
+                log.info("no pixel subscriber: decoding stops, packets flow on")
+            self.decoding = False
+            return False
+        if not self.decoding and packet.is_keyframe:
+            self._codec.flush_buffers()  # nothing half-decoded from before the pause
+            self.decoding = True
+            log.info("a pixel subscriber: decoding from this key frame on")
+        return self.decoding
 
 
 class PatternInput(Input):

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from fractions import Fraction
+from typing import NamedTuple
 
 import av
 
@@ -30,6 +31,7 @@ from ..spec import DecodeSpec
 from ..support.backoff import Backoff
 from ..support.rates import RateMeter
 from .convert import Converter
+from .packets import DECODE_MODES, PacketSide
 from .source import ContainerInput, Input, Source, open_source
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class DecodeWorker:
         self._input: Input | None = None
         self._stop = threading.Event()
         self._clock = _Pacer()
+        paced = not (self.source.live or spec.fast)
+        self.packets = PacketSide(spec.name, broker, _Pacer() if paced else None, self._stop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -113,6 +117,7 @@ class DecodeWorker:
             self._close_input()
             if self.publisher is not None:
                 self.publisher.close()
+            self.packets.close()
         figures = self.figures.as_dict()
         if figures["decode_errors"]:
             log.warning("%s: %d corrupt packets; %d frames skipped for them or for being late",
@@ -175,6 +180,7 @@ class DecodeWorker:
         """Decode and publish frames until the input ends; the pts just past the last frame."""
         assert self._input is not None
         self._clock.restart()
+        self._attach_packets(pts_offset)
         end = last = None
         thin = _Thinner(self.spec.fps)
         for frame in self._input.frames():
@@ -197,6 +203,28 @@ class DecodeWorker:
             self._publish(frame, pts)
         return end
 
+    def _attach_packets(self, pts_offset: int) -> None:
+        """Packets of a container flow to the packet stream; in demand mode, the pixel
+        stream is made now (it has to exist to be subscribed to) and decides the gate."""
+        inp = self._input
+        if not isinstance(inp, ContainerInput):
+            return
+        self.packets.offset = pts_offset
+        if self.packets._pacer is not None:
+            self.packets._pacer.restart()
+        stream = inp.stream
+        if self.spec.decode == "demand" and stream.codec_context.width:
+            self._publisher_for(_Picture(stream.codec_context.width,
+                                         stream.codec_context.height, inp.time_base))
+
+        def on_packet(packet: av.Packet) -> None:
+            self.packets.publish(packet, stream)
+            if self.publisher is not None:
+                inp.gate.wanted = inp.gate.mode != "demand" or self.publisher.subscribers > 0
+                self.publisher.figures["decoding"] = int(inp.gate.decoding)
+
+        inp.on_packet = on_packet
+
     def _publish(self, frame: av.VideoFrame, pts: int | None) -> None:
         decoded_ns = time.time_ns()
         pub = self._publisher_for(frame)
@@ -204,20 +232,21 @@ class DecodeWorker:
             self.converter.into(frame, slot)
         pub.figures.update(self.figures.as_dict(self._input))
 
-    def _publisher_for(self, frame: av.VideoFrame) -> Publisher:
-        shape = self.converter.shape_for(frame)
+    def _publisher_for(self, frame: av.VideoFrame | _Picture) -> Publisher:
+        shape = self.converter.shape_for(frame)  # type: ignore[arg-type]  # width, height
         pub = self.publisher
         if pub is None:
             pub = self.publisher = Publisher(
                 self.spec.name, shape=shape, fmt=self.spec.format, slots=self.spec.slots,
                 broker=self.broker, time_base=frame.time_base)
             log.info("%s: publishing %s as %dx%d %s", self.spec.name, self.source,
-                     *self.converter.output_size(frame), self.spec.format)
+                     *self.converter.output_size(frame), self.spec.format)  # type: ignore[arg-type]
         elif pub.shape != shape:
             log.info("%s: picture size changed to %dx%d", self.spec.name, frame.width,
                      frame.height)
             pub.reconfigure(shape, fmt=self.spec.format)
         pub.time_base = frame.time_base
+        pub.figures["decode_mode"] = DECODE_MODES.index(self.spec.decode)
         return pub
 
     # -- plumbing --------------------------------------------------------------------
@@ -288,6 +317,14 @@ class _Thinner:
         start = self._next if on_cadence and self._next is not None else t
         self._next = start + self._period
         return True
+
+
+class _Picture(NamedTuple):
+    """What a Publisher is made from, before the first frame is decoded."""
+
+    width: int
+    height: int
+    time_base: Fraction | None
 
 
 def _seconds(pts: int | None, time_base: Fraction | None) -> float | None:
