@@ -35,6 +35,9 @@ _WILDCARDS = frozenset("*?[")
 LIST_TIMEOUT = 1.0
 #: A listing runs to at most this many pages; a broker that sends more is not believed.
 MAX_PAGES = 1 + 4 * MAX_STREAMS // LIST_PAGE
+#: The listings take at most this share of the caller's thread: on a site of thousands of
+#: streams, decoding them every `every` seconds would cost more than their frames.
+LISTING_SHARE = 0.02
 
 
 def is_pattern(text: str) -> bool:
@@ -75,6 +78,7 @@ class Listing:
         self._rid: int | None = None  # the request whose reply is awaited
         self._pages = 0
         self._found: list[str] = []  # names matched so far by this listing's pages
+        self._spent = 0.0  # CPU seconds this listing's replies took to decode
         self._said = Throttle(log, 30.0)
         #: monotonic time by which poll() must be called next.
         self.due = 0.0
@@ -95,7 +99,7 @@ class Listing:
             self._rid = None
             self.due = now + self.every
         if self._rid is None and now >= self.due:
-            self._found, self._pages = [], 0
+            self._found, self._pages, self._spent = [], 0, 0.0
             self._ask(None)
         names = self._take_replies() if names is None else names  # sending may eat the signal
         return names
@@ -116,6 +120,7 @@ class Listing:
     def _take_replies(self) -> list[str] | None:
         """Read every message waiting; the names once the last page of a listing came."""
         done: list[str] | None = None
+        started = time.thread_time()
         while self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             frames = self._socket.recv_multipart(zmq.NOBLOCK)
             if len(frames) != 2 or frames[0] != b"" or self._rid is None:
@@ -128,6 +133,9 @@ class Listing:
                 self._said.warning("a listing from the broker at %s refused: %s", self.address,
                                    exc, key="malformed")
                 self._rid, self.due = None, time.monotonic() + self.every
+        self._spent += time.thread_time() - started
+        if done is not None:  # the next listing waits long enough to keep within its share
+            self.due = time.monotonic() + max(self.every, self._spent / LISTING_SHARE)
         return done
 
     def _on_page(self, page: ListPage | Refusal) -> list[str] | None:

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two listings of the broker's streams, when patterns are given.
 DISCOVER_EVERY = 0.5
-#: Streams a MultiSubscriber takes at most; more matches are logged, not followed (each
-#: costs sockets and file descriptors). The broker's own cap by default.
+#: Streams a MultiSubscriber takes at most, by default; more matches are logged, not
+#: followed (each costs sockets and file descriptors).
 MAX_STREAMS = 256
 #: A selector wait never exceeds this (seconds), whatever the subscribers say.
 _LONGEST_WAIT = 1.0
