@@ -158,23 +158,25 @@ class BrokerClient:
         extra = {} if kind == "frames" else {"kind": kind}  # what a broker of old knows
         return self._call("lookup", LookupReply, timeout, name=name, **extra).stream
 
-    def streams(self, timeout: float | None = None, host: str | None = None) -> list[StreamInfo]:
-        """The streams the broker knows (of *host* only, if given), live or recently dead."""
-        return self.listing(timeout, host)[0]
+    def streams(self, timeout: float | None = None, host: str | None = None,
+                kind: str = "frames") -> list[StreamInfo]:
+        """The streams the broker knows (of *host* only, if given), live or recently dead:
+        frame streams, or (*kind*) packet streams, or "all"."""
+        return self.listing(timeout, host, kind)[0]
 
     def relays(self, timeout: float | None = None) -> list[dict[str, Any]]:
         """The relays the broker knows: host, endpoint, pid, alive."""
         return [msgspec.structs.asdict(r) for r in self.listing(timeout)[1]]
 
-    def listing(self, timeout: float | None = None,
-                host: str | None = None) -> tuple[list[StreamInfo], list[RelayInfo]]:
+    def listing(self, timeout: float | None = None, host: str | None = None,
+                kind: str = "frames") -> tuple[list[StreamInfo], list[RelayInfo]]:
         """Every stream and relay the broker knows (of *host* only, if given), read page by
         page, each page a request of its own with its own *timeout*."""
         streams: list[StreamInfo] = []
         relays: list[RelayInfo] = []
         after: str | None = None
         while True:
-            page = self._page(after, host, timeout)
+            page = self._page(after, host, timeout, kind)
             streams += page.streams
             relays += page.relays
             if page.next is None:
@@ -183,10 +185,13 @@ class BrokerClient:
                 raise ProtocolError(f"the broker at {self.address} sends pages that never end")
             after = page.next
 
-    def _page(self, after: str | None, host: str | None, timeout: float | None) -> ListPage:
+    def _page(self, after: str | None, host: str | None, timeout: float | None,
+              kind: str = "frames") -> ListPage:
         """The page of the listing after *after*; all of it from a broker older than pages."""
         if self._paged:
             where = {k: v for k, v in (("after", after), ("host", host)) if v is not None}
+            if kind != "frames":  # a broker older than packet streams knows frames alone
+                where["kind"] = kind
             reply = self._exchange("list", ListPage, timeout, limit=LIST_PAGE, **where)
             if not isinstance(reply, Refusal):
                 return reply

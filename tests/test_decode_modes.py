@@ -4,6 +4,8 @@ files encoded by PyAV, a real broker and real decoder processes."""
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -92,7 +94,10 @@ def _count_frames(sub, seconds: float) -> int:
 
 def _figure(name: str, figure: str, kind: str = "frames"):
     with framebus.discovery.BrokerClient() as client:
-        return client.lookup(name, kind=kind).figures.get(figure)
+        try:
+            return client.lookup(name, kind=kind).figures.get(figure)
+        except framebus.StreamNotFound:
+            return None
 
 
 def test_demand_decodes_only_while_a_pixel_reader_is_there(procs, broker, stream_name,
@@ -143,3 +148,41 @@ def test_an_explicit_hwaccel_that_is_missing_is_a_clear_error(procs, broker, str
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 1, err
         assert f"--hwaccel {device}:" in err and "use --hwaccel auto or none" in err, err
+
+
+def test_corrupt_packets_still_flow_and_are_counted(procs, broker, stream_name, tmp_path):
+    """Damaged bytes in a file: the packet stream carries every packet as demuxed, the
+    decoder counts the corrupt ones it met and skips their frames."""
+    import numpy as np
+
+    data = bytearray(encode(tmp_path / "clip.mp4", 75, fps=25).read_bytes())
+    at = len(data) * 4 // 10
+    data[at:at + 3000] = np.random.default_rng(7).integers(0, 256, 3000, np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    expected = demuxed(damaged)
+    with PacketSubscriber(stream_name, preroll=60) as sub:
+        proc = decoder(procs, damaged, stream_name)
+        got = [sub.recv(timeout=20).bytes() for _ in expected]
+    assert got == [e[0] for e in expected]
+    _, err = proc.communicate(timeout=20)
+    assert "corrupt packet" in err
+
+
+def test_ls_and_stat_show_packets_bitrate_keyint_and_the_decode_mode(procs, broker, stream_name,
+                                                                     tmp_path):
+    import json
+
+    path = encode(tmp_path / "clip.mp4", 100, fps=25)
+    decoder(procs, path, stream_name, "--decode", "keyframes", "--loop")
+    wait_until(lambda: (_figure(stream_name, "keyint", "packets") or 0) > 0.5
+               and _figure(stream_name, "decode_mode") == 2, 15, what="the figures")
+    stat = procs.framebus("stat", "--once", env={**os.environ, "COLUMNS": "300"})
+    out, err = stat.communicate(timeout=20)
+    assert stat.returncode == 0, err
+    row = next(line for line in out.splitlines() if line.strip().startswith(stream_name))
+    assert "keyframes" in row and "Mb/s" in row and re.search(r"\b(0\.9\d|1\.0\d) s\b", row), row
+    ls = procs.framebus("ls", "--json")
+    out, _ = ls.communicate(timeout=20)
+    kinds = sorted(s["kind"] for s in json.loads(out) if s["name"] == stream_name)
+    assert kinds == ["frames", "packets"]

@@ -25,7 +25,8 @@ def ls_(broker: str, as_json: bool) -> None:
     """List the streams the broker knows, on every host, and the relays serving them."""
     try:
         with BrokerClient(broker, timeout=2.0) as client:
-            infos, relays = client.listing()  # page by page: a site of any size fits
+            # page by page: a site of any size fits
+            infos, relays = client.listing(kind="all")
     except BrokerUnavailable as exc:
         raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
     except FramebusError as exc:  # AccessDenied, say
@@ -43,11 +44,14 @@ def ls_(broker: str, as_json: bool) -> None:
 
 def _streams_table(infos: list[StreamInfo]) -> Table:
     table = Table(box=None, header_style="bold")
-    for col in ("stream", "host", "geometry", "format", "fps", "subs", "producer", "last frame"):
-        table.add_column(col, justify="right" if col in ("fps", "subs", "last frame") else "left")
-    for i in infos:
-        table.add_row(i.name, i.host, geometry(i), i.fmt, f"{i.fps:.1f}", str(i.subscribers),
-                      _producer(i), _age(i))
+    right = ("fps", "subs", "last frame", *PACKET_COLUMNS)
+    for col in ("stream", "host", "geometry", "format", "fps", "subs", "producer", "last frame",
+                *PACKET_COLUMNS):
+        table.add_column(col, justify="right" if col in right else "left")
+    for i in _frames_first(infos):
+        table.add_row(i.name + (" (packets)" if i.kind == "packets" else ""), i.host,
+                      geometry(i), i.fmt, f"{i.fps:.1f}", str(i.subscribers), _producer(i),
+                      _age(i), *_packet_cells(i, infos))
     if not infos:
         table.caption = "no streams"
     return table
@@ -81,7 +85,7 @@ def stat(names: tuple[str, ...], once: bool, interval: float, broker: str) -> No
 
 def _streams_named(client: BrokerClient, names: tuple[str, ...]) -> list[StreamInfo]:
     try:
-        infos = client.streams()
+        infos = client.streams(kind="all")
     except BrokerUnavailable as exc:
         raise click.ClickException(f"{exc} (start one with `framebus broker`)") from None
     if names:
@@ -92,8 +96,38 @@ def _streams_named(client: BrokerClient, names: tuple[str, ...]) -> list[StreamI
     return infos
 
 
+#: A pixel stream's decode mode, and its packet stream's figures (from the packet stream of
+#: the same name, or the packet stream's own row when it has no pixels).
+PACKET_COLUMNS = ("decode", "pkt/s", "bitrate", "keyint")
 STAT_COLUMNS = ("stream", "geometry", "format", "decode fps", "published fps", "subs",
-                "dropped", "decode errors", "reconnects", "last frame", "producer")
+                "dropped", "decode errors", "reconnects", "last frame", "producer",
+                *PACKET_COLUMNS)
+DECODE_MODES = ("always", "demand", "keyframes")
+
+
+def _frames_first(infos: list[StreamInfo]) -> list[StreamInfo]:
+    """Each pixel stream (its packets in its row), then packet streams with no pixels."""
+    frames = {i.name for i in infos if i.kind == "frames"}
+    return [i for i in infos if i.kind == "frames" or i.name not in frames]
+
+
+def _packet_cells(info: StreamInfo, infos: list[StreamInfo]) -> tuple[str, ...]:
+    mode = info.figures.get("decode_mode")
+    decode = "-"
+    if isinstance(mode, int) and 0 <= mode < len(DECODE_MODES):
+        decode = DECODE_MODES[mode]
+        if info.figures.get("decoding") == 0:
+            decode += " (idle)"
+    packets = info if info.kind == "packets" else next(
+        (i for i in infos if i.kind == "packets" and i.name == info.name), None)
+    if packets is None:
+        return decode, "-", "-", "-"
+    f = packets.figures
+    bitrate = f.get("bitrate")
+    keyint = f.get("keyint")
+    return (decode, f"{packets.fps:.1f}",
+            "-" if bitrate is None else f"{bitrate / 1e6:.2f} Mb/s",
+            "-" if not keyint else f"{keyint:.2f} s")
 
 
 def stat_table(infos: list[StreamInfo]) -> Table:
@@ -102,13 +136,15 @@ def stat_table(infos: list[StreamInfo]) -> Table:
     for col in STAT_COLUMNS:
         table.add_column(col, justify="left" if col in ("stream", "geometry", "format",
                                                         "producer") else "right")
-    for i in infos:
+    rows = _frames_first(infos)
+    for i in rows:
         f = i.figures
         decode_fps = f"{f['decode_fps']:.1f}" if "decode_fps" in f else "-"
-        table.add_row(i.name, geometry(i), i.fmt, decode_fps, f"{i.fps:.1f}",
+        table.add_row(i.name + (" (packets)" if i.kind == "packets" else ""), geometry(i),
+                      i.fmt, decode_fps, f"{i.fps:.1f}",
                       str(i.subscribers), str(f.get("dropped", "-")),
                       str(f.get("decode_errors", "-")), str(f.get("reconnects", "-")), _age(i),
-                      _producer(i))
+                      _producer(i), *_packet_cells(i, infos))
     if not infos:
         table.caption = "no streams"
     return table
@@ -124,6 +160,8 @@ def _producer(info: StreamInfo) -> str:
 
 def geometry(info: StreamInfo) -> str:
     """WIDTHxHEIGHT of the picture, and xCHANNELS for packed formats."""
+    if info.kind == "packets" and len(info.shape) == 2:
+        return f"{info.shape[1]}x{info.shape[0]}"
     if len(info.shape) < 2:
         return "x".join(map(str, info.shape))
     w, h = pixfmt.picture_size(info.fmt, info.shape)

@@ -40,6 +40,8 @@ class PacketSide:
         self._stop = stop
         self.offset = 0  # added to pts and dts on each --loop, as to the frames'
         self.failed = False
+        #: The pts just past the last packet published (with the offset); None before one.
+        self.end: int | None = None
         self._stream: av.video.stream.VideoStream | None = None
 
     def publish(self, packet: av.Packet, stream: av.video.stream.VideoStream) -> None:
@@ -51,6 +53,9 @@ class PacketSide:
         if self._pacer is not None and when is not None and tb is not None:
             self._pacer.wait_until(float((when + self.offset) * tb), self._stop)
         pts = None if packet.pts is None else packet.pts + self.offset
+        if pts is not None:  # where a --loop goes on, even when no frame was decoded
+            after = pts + max(1, packet.duration or 0)
+            self.end = after if self.end is None else max(self.end, after)
         dts = None if packet.dts is None else packet.dts + self.offset
         try:
             pub.publish(packet, pts=pts, dts=dts, duration=packet.duration or 0,

@@ -235,6 +235,9 @@ class DecodeGate:
         self.decoding = mode != "demand"
         if mode == "keyframes":
             codec.skip_frame = "NONKEY"
+            # Frame threads hold a picture back until as many more packets came: with one
+            # key frame a second, seconds. Slices only, then.
+            codec.thread_type = "SLICE"
 
     def admits(self, packet: av.Packet) -> bool:
         if self.mode == "always":

@@ -132,7 +132,7 @@ class DecodeWorker:
         offset = 0  # added to pts on each loop, so timestamps keep increasing
         while not self._stop.is_set():
             try:
-                end = self._pump(offset)
+                end = _later(self._pump(offset), self.packets.end)
             except SourceError as exc:
                 log.error("%s: %s", self.spec.name, exc)
                 return 1
@@ -325,6 +325,10 @@ class _Picture(NamedTuple):
     width: int
     height: int
     time_base: Fraction | None
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return a if b is None else b if a is None else max(a, b)
 
 
 def _seconds(pts: int | None, time_base: Fraction | None) -> float | None:
