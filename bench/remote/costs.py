@@ -14,6 +14,7 @@ from rich.console import Console
 from bench.common import STOP_TIMEOUT, loop_rate
 from bench.remote.cell import JPEG_QUALITY, STARTUP_TIMEOUT, paced_rate
 from bench.remote.run import start_child
+from framebus.paths.tcp import decode_jpeg
 from framebus.support.children import stop_all
 from framebus.testsrc import TestPattern
 
@@ -71,13 +72,15 @@ def path_costs(width: int, height: int, seconds: float, mp) -> dict[str, float]:
     image = TestPattern(shape).frame(0)
     reused = np.empty_like(image)
     _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    payload = memoryview(jpeg.tobytes())  # as a remote subscriber holds it
     costs = {
         "copy out, new array (relay)": _per_frame_ms(lambda: image.copy(), seconds),
         "copy out, reused buffer": _per_frame_ms(lambda: np.copyto(reused, image), seconds),
         "JPEG encode q90 (relay)": _per_frame_ms(
             lambda: cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]),
             seconds),
-        "JPEG decode (subscriber)": _per_frame_ms(
+        "JPEG decode (subscriber)": _per_frame_ms(lambda: decode_jpeg(payload), seconds),
+        "JPEG decode, OpenCV": _per_frame_ms(
             lambda: cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED), seconds),
         "JPEG size KB": jpeg.size / 1000,
     }
