@@ -94,7 +94,9 @@ def test_short_soak_keeps_every_promise(tmp_path):
     streams = {r["stream"]: r for r in report["streams"]}
     for name, r in streams.items():
         assert r["good"] > 100, (name, r)
-    assert streams["liar"]["rejected"] > 100, "the liar's lies reached a reader and were refused"
+    # The liar's lies no longer reach its local readers once the writer wakes them: a woken
+    # reader takes each frame's facts from the slot table, not from the descriptors (issue 11).
+    # What a reader of the descriptors does with lies is tests/test_fuzz_descriptors.py's.
     for service in ("broker", "relay"):
         assert report["fuzz"][service]["sent"] >= 100, report["fuzz"]
     assert report["crash"]["left_by_kill"], "the SIGKILL of the whole site left something"

@@ -26,13 +26,15 @@ def main() -> None:
     while True:
         started = time.monotonic()
         try:
-            reply = client.request("list")
+            # Typed, as every client reads it: a reply leaves out a field at its default
+            # (alive, for one), which a dict of the raw reply would miss.
+            streams, relays = client.listing()
             news = {"t": time.monotonic(), "ok": True,
-                    "streams": {s["name"]: {"token": s["token"].hex(), "pid": s["pid"],
-                                            "alive": s["alive"], "frames": s["frames"]}
-                                for s in reply["streams"]},
-                    "relays": [{"host": r["host"], "pid": r["pid"], "alive": r["alive"]}
-                               for r in reply.get("relays", [])]}
+                    "streams": {s.name: {"token": s.token.hex(), "pid": s.pid,
+                                         "alive": s.alive, "frames": s.frames}
+                                for s in streams},
+                    "relays": [{"host": r.host, "pid": r.pid, "alive": r.alive}
+                               for r in relays]}
         except FramebusError:
             news = {"t": time.monotonic(), "ok": False}
         print(json.dumps(news), flush=True)
