@@ -63,6 +63,11 @@ def test_lying_descriptors_never_make_a_subscriber_return_a_wrong_frame(broker, 
     with framebus.Publisher(stream_name, shape=shape, fmt="bgr24", slots=8) as pub, \
             framebus.Subscriber(stream_name, mode=mode) as sub:
         liar = pub._socket = LyingSocket(pub._socket, hostile.RingFacts.of(pub))
+        # A reader the writer wakes reads the slot table, not the descriptors: take the
+        # wake-up's socket away, as from a producer that offers none (a low-level one, another
+        # language's), so that this subscriber reads every descriptor, lies and all.
+        assert pub._wake is not None
+        pub._wake.path.unlink()
 
         def publish() -> None:
             pub.publish(pattern.frame(pub.seq), pts=pub.seq, timestamp_ns=T0 + pub.seq)
