@@ -294,7 +294,9 @@ def test_record_keeps_time_moving_forward_across_a_producer_restart(procs, broke
             recording_since["k"] = k
         return bool(recording_since) and k >= recording_since["k"] + 6
 
-    with framebus.Publisher(stream_name, shape=(48, 64, 3), slots=64,
+    # A small ring for the first producer: the recorder reads in mode all, from the oldest
+    # frame still in the ring, and a recorder slow to start must not find its 24 frames there.
+    with framebus.Publisher(stream_name, shape=(48, 64, 3), slots=8,
                             time_base=Fraction(1, 25)) as pub:
         publish_while(proc, pub, frame_of, until=until)
     with framebus.Publisher(stream_name, shape=(48, 64, 3), slots=64,
