@@ -56,6 +56,7 @@ import framebus
 from framebus.clients.recording import Recorder, Settings
 from framebus.names import validate_stream_name
 from framebus.options import broker_option
+from framebus.record.live import has_packets
 
 log = logging.getLogger("framebus.clients.record")
 
@@ -162,9 +163,18 @@ def _check_container(out: Path, codec: str) -> None:
               help="Encoder speed preset (x264, x265): fast enough to keep up live.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Nominal frame rate to declare; timestamps always come from the frames.")
+@click.option("--mode", type=click.Choice(["auto", "packets", "reencode"]), default="auto",
+              show_default=True, help="packets: copy the stream's compressed packets (no "
+              "decoding, no encoding); reencode: encode its pixels; auto: packets when the "
+              "stream has them.")
+@click.option("--segment", default=None, help="Packets: a new file every period (10min, 30s, "
+              "1h), cut at a key frame; OUT may hold strftime fields (cam1-%Y%m%d-%H%M%S.mp4).")
+@click.option("--pre", default=None, help="Packets: start with what is still in the packet "
+              "ring, up to this long ago (10s).")
 @broker_option
 def command(name: str, out: Path, duration: float | None, frames: int | None, codec: str,
-            crf: int, preset: str, fps: float | None, broker: str) -> None:
+            crf: int, preset: str, fps: float | None, mode: str, segment: str | None,
+            pre: str | None, broker: str) -> None:
     """Record stream NAME to the video file OUT (MP4, or what its extension says)."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # no-op under `framebus`
     settings = Settings(codec, crf, preset, fps)
@@ -172,6 +182,17 @@ def command(name: str, out: Path, duration: float | None, frames: int | None, co
         validate_stream_name(name)
     except framebus.InvalidName as exc:
         raise click.ClickException(str(exc)) from None
+    if mode == "auto":
+        mode = "packets" if has_packets(name, broker) else "reencode"
+    if mode == "packets":
+        from framebus.clients.record_packets import run
+
+        run(name, str(out), duration, segment, pre, broker)
+        return
+    if segment or pre:
+        raise click.ClickException(f"--segment and --pre need packets; {name!r} has none here "
+                                   "(a stream made by framebus decode from encoded video has)")
+    click.echo(f"recording {name} by re-encoding its pixels ({codec})", err=True)
     check_output(out, settings)
     recorder = Recorder(out, settings)
     reason = "aborted"

@@ -37,18 +37,27 @@ MKV_OPTIONS = {"flush_packets": "1"}
 
 
 class CodecLike(Protocol):
-    name: str
-    extradata: bytes
-    time_base: tuple[int, int]
-    width: int
-    height: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def extradata(self) -> bytes: ...
+    @property
+    def time_base(self) -> tuple[int, int]: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
 
 
 class PacketLike(Protocol):
-    pts: int | None
-    dts: int | None
-    duration: int
-    keyframe: bool
+    @property
+    def pts(self) -> int | None: ...
+    @property
+    def dts(self) -> int | None: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def keyframe(self) -> bool: ...
 
 
 def container_format(path: Path) -> str:

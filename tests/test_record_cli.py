@@ -1,0 +1,53 @@
+"""framebus record end to end: a real broker, a real decoder publishing a real clip's
+packets, the recorder as a process; the files compared with PyAV's demux of the clip."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from test_record_remux import decoded, demux
+
+from framebus.testing import media
+
+pytestmark = pytest.mark.slow
+
+
+def test_packet_mode_segments_are_the_clips_packets(broker, procs, stream_name, tmp_path):
+    clip = media.encode(tmp_path / "clip.mp4", 200, 320, 240, gop=25)  # 8 s at 25 fps
+    out = tmp_path / "rec" / "cam.mp4"
+    out.parent.mkdir()
+    rec = procs.framebus("record", stream_name, str(out), "--segment", "2s")
+    dec = procs.framebus("decode", str(clip), "--name", stream_name)
+    assert dec.wait(60) == 0
+    procs.stop(rec, signal.SIGINT)
+    err = rec.stderr.read()
+    assert "packet mode" in err or "from packets" in err, err
+    files = sorted(out.parent.glob("cam*.mp4"), key=lambda p: (len(p.name), p.name))
+    assert len(files) >= 3, err
+    _, source = demux(clip)
+    got = [p for f in files for p in demux(f)[1]]
+    first = [p.data for p in source].index(got[0].data)  # it started at a key frame
+    assert source[first].keyframe
+    assert [p.data for p in got] == [p.data for p in source[first:]], err
+    for f in files:
+        assert demux(f)[1][0].keyframe and decoded(f) == len(demux(f)[1])
+
+
+def test_a_stream_without_packets_is_reencoded_and_says_so(broker, procs, stream_name,
+                                                           tmp_path):
+    src = procs.framebus("testsrc", stream_name, "--size", "160x120")
+    out = tmp_path / "t.mp4"
+    rec = procs.framebus("record", stream_name, str(out), "--frames", "10")
+    assert rec.wait(60) == 0, rec.stderr.read()
+    assert "re-encoding" in rec.stderr.read()
+    procs.stop(src)
+    assert decoded(out) == 10
+
+
+def test_bad_period_and_unwritable_path_are_clear_errors(broker, procs, stream_name):
+    rec = procs.framebus("record", stream_name, "/nonexistent/dir/x.mp4", "--mode", "packets")
+    assert rec.wait(30) == 1 and "cannot write" in rec.stderr.read()
+    rec = procs.framebus("record", stream_name, "x.mp4", "--mode", "packets",
+                         "--segment", "ten")
+    assert rec.wait(30) == 1 and "expected a period" in rec.stderr.read()
