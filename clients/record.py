@@ -192,7 +192,8 @@ def command(name: str, out: Path, duration: float | None, frames: int | None, co
     if segment or pre:
         raise click.ClickException(f"--segment and --pre need packets; {name!r} has none here "
                                    "(a stream made by framebus decode from encoded video has)")
-    click.echo(f"recording {name} by re-encoding its pixels ({codec})", err=True)
+    click.echo(f"{name}: re-encoding mode (no packets; its pixels encoded with {codec})",
+               err=True)
     check_output(out, settings)
     recorder = Recorder(out, settings)
     reason = "aborted"

@@ -40,7 +40,7 @@ def test_a_stream_without_packets_is_reencoded_and_says_so(broker, procs, stream
     out = tmp_path / "t.mp4"
     rec = procs.framebus("record", stream_name, str(out), "--frames", "10")
     assert rec.wait(60) == 0, rec.stderr.read()
-    assert "re-encoding" in rec.stderr.read()
+    assert "re-encoding mode" in rec.stderr.read()
     procs.stop(src)
     assert decoded(out) == 10
 
