@@ -4,6 +4,7 @@ packets, the recorder as a process; the files compared with PyAV's demux of the 
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from test_record_remux import decoded, demux
@@ -51,3 +52,17 @@ def test_bad_period_and_unwritable_path_are_clear_errors(broker, procs, stream_n
     rec = procs.framebus("record", stream_name, "x.mp4", "--mode", "packets",
                          "--segment", "ten")
     assert rec.wait(30) == 1 and "expected a period" in rec.stderr.read()
+
+
+def test_pre_roll_starts_with_what_the_ring_still_has(broker, procs, stream_name, tmp_path):
+    clip = media.encode(tmp_path / "clip.mp4", 250, 320, 240, gop=25)  # 10 s
+    dec = procs.framebus("decode", str(clip), "--name", stream_name)
+    time.sleep(4)  # about 3 s of packets in the ring before the recorder starts
+    out = tmp_path / "pre.mp4"
+    rec = procs.framebus("record", stream_name, str(out), "--pre", "10s", "--duration", "1")
+    assert rec.wait(60) == 0, rec.stderr.read()
+    procs.stop(dec)
+    _, source = demux(clip)
+    got = demux(out)[1]
+    assert got[0].data == source[0].data  # from the clip's first key frame, seconds back
+    assert [p.data for p in got] == [p.data for p in source[:len(got)]]
