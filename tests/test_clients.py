@@ -241,7 +241,9 @@ def test_record_continues_in_a_new_part_when_the_geometry_changes(procs, broker,
     """64x48 then an odd 97x65 (cropped to 96x64): two files, each timed from its start."""
     mp4 = tmp_path / "rec.mp4"
     stored, state = {}, {"shape": (48, 64, 3)}
-    with framebus.Publisher(stream_name, shape=(48, 64, 3), slots=64,
+    # 8 slots: a recorder slow to start reads from the oldest frame in the ring (mode all), and
+    # must not find all its 30 frames there before the geometry changes.
+    with framebus.Publisher(stream_name, shape=(48, 64, 3), slots=8,
                             time_base=Fraction(1, 25)) as pub:
         proc = procs.start("-m", "framebus.clients.record", stream_name, str(mp4),
                            "--frames", "30")
