@@ -248,6 +248,10 @@ def test_record_continues_in_a_new_part_when_the_geometry_changes(procs, broker,
         proc = procs.start("-m", "framebus.clients.record", stream_name, str(mp4),
                            "--frames", "30")
         stderr = Lines(proc.stderr)
+        # Publishing only once the recorder is about to subscribe: started earlier, at 50
+        # frames a second into 64 slots, it found its 30 frames all in the ring's history,
+        # before the geometry changed.
+        wait_until(lambda: stderr.has("re-encoding mode"), 20, what="the recorder's mode")
 
         def frame_of(k):
             h, w = state["shape"][:2]
