@@ -5,8 +5,9 @@ is a sequence lock, exactly as a pixel slot's (docs/ring.md); its bytes lie cont
 ``pos % data_bytes`` in the data area (a packet that would run past the end starts at the
 next wrap instead). Before the writer overwrites a byte it raises ``low``, the byte
 position below which data may be gone, so a reader that finds its packet's pos still at or
-above ``low`` after reading knows the bytes were whole. Same x86-64 ordering argument as
-the pixel ring: each stamp, head and low access is one aligned 8-byte numpy load or store.
+above ``low`` after reading knows the bytes were whole. Every stamp, head and low access
+goes through framebus/shm/order.py, as the pixel ring's do: C11 acquire/release, so the
+ring is correct on weakly ordered CPUs too (docs/ring.md, "Memory ordering").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import posix_ipc
 
 from ..errors import FrameOverwritten, RingError, StreamInUse
-from ..shm import segment
+from ..shm import order, segment
 from .layout import (
     CORRUPT,
     DTS,
@@ -76,6 +77,13 @@ class PacketRing:
         self._index = np.ndarray((header.index_count, ENTRY_FIELDS), np.int64, mm,
                                  INDEX_OFFSET)
         self._data = memoryview(mm)[header.data_offset:header.data_offset + header.data_bytes]
+        # The ordered words by address, valid while the arrays above keep the mapping alive.
+        order.require_ordering()
+        self._head_at = self._words.ctypes.data
+        self._low_at = self._head_at + 8
+        table = self._index.ctypes.data
+        self._stamp_at = [table + i * ENTRY_FIELDS * 8 + STAMP * 8
+                          for i in range(header.index_count)]
 
     @property
     def token(self) -> bytes:
@@ -92,26 +100,26 @@ class PacketRing:
     @property
     def head(self) -> int:
         """Seq of the newest complete packet, or -1 if none yet."""
-        return int(self._words[0]) - 1
+        return order.load(self._head_at) - 1
 
     @property
     def low(self) -> int:
-        return int(self._words[1])
+        return order.load(self._low_at)
 
     def entry_of(self, seq: int) -> int:
         return seq % self.header.index_count
 
     def holds(self, seq: int) -> bool:
         """Whether packet *seq*'s entry is complete and not yet reused."""
-        return int(self._index[self.entry_of(seq), STAMP]) == 2 * seq + 2
+        return order.load(self._stamp_at[self.entry_of(seq)]) == 2 * seq + 2
 
     def entry(self, seq: int) -> Entry | None:
         """Packet *seq*'s record, read between two stamp checks; None if it is not there."""
-        row = self._index[self.entry_of(seq)]
-        if int(row[STAMP]) != 2 * seq + 2:
+        slot = self.entry_of(seq)
+        if order.load(self._stamp_at[slot]) != 2 * seq + 2:
             return None
-        values = [int(v) for v in row]
-        if int(row[STAMP]) != 2 * seq + 2 or values[SEQ] != seq:
+        values = [int(v) for v in self._index[slot]]
+        if order.load(self._stamp_at[slot]) != 2 * seq + 2 or values[SEQ] != seq:
             return None
         size, flags = values[SIZE_FLAGS] >> 8, values[SIZE_FLAGS] & 0xFF
         return Entry(seq, values[POS], size, bool(flags & KEYFRAME), bool(flags & CORRUPT),
@@ -131,6 +139,7 @@ class PacketRing:
         """Drop this process's mapping, unless views handed out still use it (then it goes
         with the last of them)."""
         self._index = self._words = None
+        self._head_at, self._low_at, self._stamp_at = 0, 0, []
         self._data = None  # type: ignore[assignment]
         try:
             self._mm.close()
@@ -180,12 +189,14 @@ class PacketRingWriter(PacketRing):
         pos = self._next_pos
         if pos % capacity + size > capacity:
             pos += capacity - pos % capacity  # never split a packet: start at the wrap
-        row = self._index[self.entry_of(seq)]
-        row[STAMP] = 2 * seq + 1
-        # Bytes up to pos+size-capacity are about to be overwritten: say so first.
+        slot = self.entry_of(seq)
+        row = self._index[slot]
+        order.begin(self._stamp_at[slot], 2 * seq + 1)
+        # Bytes up to pos+size-capacity are about to be overwritten: say so first (begin():
+        # the store, then a fence before the bytes that follow).
         low = pos + size - capacity
         if low > int(self._words[1]):
-            self._words[1] = low
+            order.begin(self._low_at, low)
         start = pos % capacity
         self._data[start:start + size] = data
         row[SEQ] = seq
@@ -195,8 +206,8 @@ class PacketRingWriter(PacketRing):
         row[DTS] = NO_PTS if dts is None else dts
         row[DURATION] = duration
         row[TIMESTAMP] = timestamp_ns
-        row[STAMP] = 2 * seq + 2
-        self._words[0] = seq + 1
+        order.publish(self._stamp_at[slot], 2 * seq + 2)
+        order.publish(self._head_at, seq + 1)
         self._next_pos = pos + size
 
     def close(self, unlink: bool = True) -> None:
