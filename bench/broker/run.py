@@ -274,7 +274,7 @@ def _choose(accepted: list[list[str]], kill: int, control: Control) -> list[str]
 
 class _Listed(msgspec.Struct):
     name: str
-    alive: bool
+    alive: bool = True  # a broker's reply leaves a field out at its default
 
 
 class _Listing(msgspec.Struct):
