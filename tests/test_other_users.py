@@ -7,10 +7,8 @@ made with useradd for the test (tests/intruder.py); the victim is a real produce
 
 from __future__ import annotations
 
-import grp
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from conftest import wait_until
 
 import framebus
 from framebus.discovery import BrokerClient
+from framebus.testing.users import system_group, system_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to create a user")
 
@@ -37,31 +36,15 @@ ROUNDS = 100
 @pytest.fixture(scope="module")
 def other_user():
     """A second Unix user, created for these tests and removed after them."""
-    made = False
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", USER], check=True, capture_output=True)
-        made = True
-    entry = pwd.getpwnam(USER)
-    yield entry.pw_uid, entry.pw_gid
-    if made:
-        subprocess.run(["userdel", USER], check=False, capture_output=True)
+    with system_user(USER) as ids:
+        yield ids
 
 
 @pytest.fixture(scope="module")
 def viewers_group():
     """A group to grant streams to, created for these tests and removed after them."""
-    made = False
-    try:
-        grp.getgrnam(GROUP)
-    except KeyError:
-        subprocess.run(["groupadd", "--system", GROUP], check=True, capture_output=True)
-        made = True
-    yield grp.getgrnam(GROUP).gr_gid
-    if made:
-        subprocess.run(["groupdel", GROUP], check=False, capture_output=True)
+    with system_group(GROUP) as gid:
+        yield gid
 
 
 def run_viewer(user: tuple[int, int], groups: list[int], stream: str) -> dict:

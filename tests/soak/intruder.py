@@ -10,31 +10,17 @@ stream's readers must not notice.
 from __future__ import annotations
 
 import json
-import pwd
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+
+from framebus.testing.users import system_user
 
 USER = "fbsoakintruder"
 ROUNDS = 20  # of every attempt, per fault
 
 
-@contextmanager
-def second_user() -> Iterator[tuple[int, int]]:
+def second_user() -> AbstractContextManager[tuple[int, int]]:
     """A system user of its own for the run, removed after it."""
-    made = False
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", USER], check=True, capture_output=True)
-        made = True
-    entry = pwd.getpwnam(USER)
-    try:
-        yield entry.pw_uid, entry.pw_gid
-    finally:
-        if made:
-            subprocess.run(["userdel", USER], check=False, capture_output=True)
+    return system_user(USER)
 
 
 def judge(stdout: str) -> tuple[dict[str, int], list[str]]:
