@@ -49,10 +49,6 @@ class Origin:
 
     key: str | None = None
 
-    @property
-    def keyed(self) -> bool:
-        return self.key is not None
-
 
 @dataclass
 class Gatekeeper:
@@ -97,7 +93,6 @@ class Gatekeeper:
         if owner is None or runner is None or owner != runner or not pid_alive(pid):
             raise Untrusted(f"ring {segment} belongs to uid {owner}, and pid {pid} is run by "
                             f"uid {runner}: a producer registers only its own ring")
-
 
     def check_relay(self, endpoint: str, pid: int, origin: Origin) -> None:
         """Raise Untrusted unless *pid*, a process of this broker's user or root, listens
