@@ -116,16 +116,21 @@ def record(sub: framebus.Subscriber, recorder: Recorder, stop: StopRequest,
             end = time.monotonic() + duration
 
 
-def check_output(out: Path, settings: Settings) -> None:
-    """Fail now, not at the first frame, on an unknown codec, a container that refuses it,
-    or a file that cannot be created. Creates *out* to find out, then removes it.
-    """
+def check_encoder(settings: Settings) -> None:
+    """Fail now on an encoder FFmpeg does not have, or one that is not for video."""
     try:
         codec = av.Codec(settings.codec, "w")
     except Exception as exc:  # UnknownCodecError and friends
         raise click.ClickException(f"no encoder {settings.codec!r}: {exc}") from None
     if codec.type != "video":
         raise click.ClickException(f"{settings.codec!r} is not a video encoder")
+
+
+def check_output(out: Path, settings: Settings) -> None:
+    """Fail now, not at the first frame, on an unknown codec, a container that refuses it,
+    or a file that cannot be created. Creates *out* to find out, then removes it.
+    """
+    check_encoder(settings)
     try:
         out.open("wb").close()  # FFmpeg opens the file only at the first frame
     except OSError as exc:
@@ -182,6 +187,8 @@ def command(name: str, out: Path, duration: float | None, frames: int | None, co
         validate_stream_name(name)
     except framebus.InvalidName as exc:
         raise click.ClickException(str(exc)) from None
+    if mode != "packets":  # a mistyped --codec fails at once, not once the stream is up
+        check_encoder(settings)
     if mode == "auto":
         mode = "packets" if has_packets(name, broker) else "reencode"
     if mode == "packets":
