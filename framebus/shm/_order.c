@@ -29,6 +29,23 @@ word_of(PyObject *arg, _Atomic int64_t **word)
     return 0;
 }
 
+/* The (address, value) of a store, from a fast call's arguments; -1 with an exception set. */
+static int
+store_args(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+           _Atomic int64_t **word, int64_t *value)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (word_of(args[0], word) < 0)
+        return -1;
+    *value = PyLong_AsLongLong(args[1]);
+    if (*value == -1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
 /* begin(address, value): the writer marks a slot as being written. The odd stamp must be
  * visible before any pixel store that follows: a relaxed store, then a release fence
  * (which C11 and every CPU model make a store-store barrier for the later plain stores). */
@@ -36,14 +53,8 @@ static PyObject *
 order_begin(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     _Atomic int64_t *word;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "begin(address, value)");
-        return NULL;
-    }
-    if (word_of(args[0], &word) < 0)
-        return NULL;
-    int64_t value = PyLong_AsLongLong(args[1]);
-    if (value == -1 && PyErr_Occurred())
+    int64_t value;
+    if (store_args(args, nargs, "begin(address, value)", &word, &value) < 0)
         return NULL;
     atomic_store_explicit(word, value, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
@@ -57,14 +68,8 @@ static PyObject *
 order_publish(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     _Atomic int64_t *word;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "publish(address, value)");
-        return NULL;
-    }
-    if (word_of(args[0], &word) < 0)
-        return NULL;
-    int64_t value = PyLong_AsLongLong(args[1]);
-    if (value == -1 && PyErr_Occurred())
+    int64_t value;
+    if (store_args(args, nargs, "publish(address, value)", &word, &value) < 0)
         return NULL;
     atomic_store_explicit(word, value, memory_order_release);
     Py_RETURN_NONE;
