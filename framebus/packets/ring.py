@@ -22,8 +22,9 @@ from typing import NamedTuple
 import numpy as np
 import posix_ipc
 
-from ..errors import FrameOverwritten, RingError, StreamInUse
+from ..errors import FrameOverwritten
 from ..shm import order, segment
+from ..shm import ring as pixel_ring
 from .layout import (
     CORRUPT,
     DTS,
@@ -241,38 +242,14 @@ class PacketRingReader(PacketRing):
 
 def read_header(name: str) -> PacketHeader | None:
     """The header of packet ring *name*, or None if it is missing or not a packet ring."""
-    try:
-        mm = segment.open_readonly(name)
-    except RingError:
-        return None
-    try:
-        return PacketHeader.unpack(mm, len(mm))
-    except RingError:
-        return None
-    finally:
-        mm.close()
+    header: PacketHeader | None = pixel_ring.read_header(name, PacketHeader)
+    return header
 
 
 def reclaim(name: str, token: bytes | None = None) -> bool:
     """Unlink packet ring *name* if its writer is dead (and, if given, its token matches)."""
-    header = read_header(name)
-    if header is None and token is not None:
-        return False
-    if header is not None:
-        if token is not None and header.token != token:
-            return False
-        if segment.pid_alive(header.writer_pid) and header.writer_pid != os.getpid():
-            return False
-    removed = segment.unlink(name)
-    if removed:
-        log.info("reclaimed stale packet ring %s (writer pid %s is gone)", name,
-                 header.writer_pid if header else "unknown")
-    return removed
+    return pixel_ring.reclaim(name, token, PacketHeader)
 
 
 def _reclaim_stale(name: str) -> None:
-    header = read_header(name)
-    if (header is not None and header.writer_pid != os.getpid()
-            and segment.pid_alive(header.writer_pid)):
-        raise StreamInUse(f"packet ring {name} is in use by live process {header.writer_pid}")
-    reclaim(name)
+    pixel_ring.reclaim_stale(name, PacketHeader)

@@ -18,7 +18,7 @@ import mmap
 import os
 import secrets
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import posix_ipc
@@ -155,7 +155,7 @@ class RingWriter(Ring):
             except posix_ipc.ExistentialError:
                 if attempt:
                     raise
-                _reclaim_stale(name)
+                reclaim_stale(name)
         mm[: len(header.pack())] = header.pack()
         log.debug("created ring %s: %d x %s %s, %.1f MiB", name, slots, geometry.shape,
                   geometry.fmt, header.segment_size / 2**20)
@@ -212,27 +212,29 @@ class RingReader(Ring):
         return out
 
 
-def read_header(name: str) -> Header | None:
-    """The header of segment *name*, or None if it is missing or not a ring."""
+def read_header(name: str, kind: Any = Header) -> Any:
+    """The header of segment *name*, or None if it is missing or not a ring of *kind* (the
+    header class: a pixel ring's, or framebus/packets' PacketHeader)."""
     try:
         mm = segment.open_readonly(name)
     except RingError:
         return None
     try:
-        return Header.unpack(mm, len(mm))
+        return kind.unpack(mm, len(mm))
     except RingError:
         return None
     finally:
         mm.close()
 
 
-def reclaim(name: str, token: bytes | None = None) -> bool:
-    """Unlink ring *name* if its writer is dead (and, if given, its token matches).
+def reclaim(name: str, token: bytes | None = None, kind: Any = Header) -> bool:
+    """Unlink ring *name* (of header class *kind*) if its writer is dead (and, if given, its
+    token matches).
 
     This is how a SIGKILLed producer's segment is cleaned up, by the broker or
     by the next producer of the same name.
     """
-    header = read_header(name)
+    header = read_header(name, kind)
     if header is None and token is not None:
         return False  # not the ring we were told about: leave it alone
     if header is not None:
@@ -247,9 +249,11 @@ def reclaim(name: str, token: bytes | None = None) -> bool:
     return removed
 
 
-def _reclaim_stale(name: str) -> None:
-    header = read_header(name)
+def reclaim_stale(name: str, kind: Any = Header) -> None:
+    """Before creating ring *name*: unlink what a dead writer left there; StreamInUse if a
+    live one still writes it."""
+    header = read_header(name, kind)
     if (header is not None and header.writer_pid != os.getpid()
             and segment.pid_alive(header.writer_pid)):
         raise StreamInUse(f"ring {name} is in use by live process {header.writer_pid}")
-    reclaim(name)
+    reclaim(name, kind=kind)
