@@ -41,12 +41,11 @@ from .errors import BrokerRefused, BrokerUnavailable, StreamNotFound, Timeout
 from .frame import Frame
 from .names import validate_stream_name
 from .paths import Counts, Path, PathContext, Request
-from .paths.base import Codec, Mode, PathKind, Transport
+from .paths.base import CODECS, Codec, Mode, PathKind, Transport
 from .paths.choice import choose
 from .paths.shm import ShmPath
-from .paths.tcp import RemotePath
+from .paths.tcp import remote_path
 from .paths.watch import PathWatch
-from .protocol import relay as wire
 from .protocol.broker import StreamInfo
 from .shm.segment import SHM_DIR
 from .support.backoff import Backoff
@@ -97,8 +96,8 @@ class Subscriber:
         if transport == "tcp" and mode == "all":
             raise ValueError("mode='all' needs shared memory: over the network a subscriber "
                              "always gets the newest frame")
-        if codec not in wire.CODECS:
-            raise ValueError(f"codec must be one of {wire.CODECS}, not {codec!r}")
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {CODECS}, not {codec!r}")
         if type(quality) is not int or not 1 <= quality <= 100:
             raise ValueError(f"quality must be an integer from 1 to 100, not {quality!r}")
         self.mode = mode
@@ -349,7 +348,7 @@ class Subscriber:
     def _open_path(self, kind: PathKind, info: StreamInfo) -> Path:
         if kind == "shm":
             return ShmPath(self._ctx, info)
-        return RemotePath(self._ctx, info)
+        return remote_path(self._ctx, info)
 
     def _on_new_ring(self, token: bytes) -> None:
         """A path met a ring the broker has not told of: ask the broker at the next chance."""

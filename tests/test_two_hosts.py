@@ -17,6 +17,7 @@ from framebus.testing.netns import PYTHON, read_line
 
 TESTS = Path(__file__).parent
 CONSUMER = str(TESTS / "consumer.py")
+PACKET_READER = str(TESTS / "packet_reader.py")
 STREAM = "cam"
 
 
@@ -162,6 +163,43 @@ def test_a_remote_reader_resumes_after_the_network_and_the_relay_come_back(site)
     assert seqs[-1] - seqs[0] > 500, "frames flowed again after the cut and the relay restart"
     late = [s for s in seqs if s > seqs[0] + 50 * 9]
     assert len(late) > 50, "and still after the relay came back"
+
+
+def test_packets_reach_the_other_host_bit_identical_across_a_producer_restart(site, tmp_path):
+    """A real decoder's packets on A, read on A from the ring and on B through the relay
+    (CurveZMQ): the same packets, bit for bit; the decoder restarted, B follows its new ring
+    from a key frame without losing a packet."""
+    from framebus.testing.media import encode
+
+    a, b = site.a, site.b
+    clip = encode(tmp_path / "clip.mp4", 50, 160, 120)
+    decode = framebus("decode", str(clip), "--name", "pk", "--loop")
+    producer = a.popen(decode, env=site.local)
+    remote_env = {"FRAMEBUS_BROKER": site.public_broker, "FRAMEBUS_KEYS": str(site.keys["good"])}
+    readers = {"local": a.popen([PYTHON, PACKET_READER, "pk", "--seconds", "7", "--ready"],
+                                env=site.local, stdout=subprocess.PIPE, text=True),
+               "remote": b.popen([PYTHON, PACKET_READER, "pk", "--seconds", "7", "--ready"],
+                                 env=remote_env, stdout=subprocess.PIPE, text=True)}
+    for reader in readers.values():
+        assert read_line(reader, 20).strip() == "ready"
+    time.sleep(1.5)
+    producer.terminate()
+    producer.wait(10)
+    a.popen(decode, env=site.local)
+    local, remote = (result(proc) for proc in readers.values())
+    assert remote["remote"] and not local["remote"]
+    tokens = list(dict.fromkeys(p[0] for p in remote["packets"]))
+    assert len(tokens) == 2, "the restarted producer's new ring, after the old one's"
+    for token in tokens:
+        seqs = [p[1] for p in remote["packets"] if p[0] == token]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and len(seqs) > 20, token
+    first_of_new = next(p for p in remote["packets"] if p[0] == tokens[1])
+    assert first_of_new[2], "the new ring is read from a key frame"
+    assert remote["dropped"] == 0 and remote["rejected"] == 0
+    mine = {(p[0], p[1]): p[5] for p in local["packets"]}
+    common = [p for p in remote["packets"] if (p[0], p[1]) in mine]
+    assert len(common) > 60 and all(mine[(p[0], p[1])] == p[5] for p in common), "bit-identical"
+    assert remote["codec"] == local["codec"] and remote["codec"][0] == "h264"
 
 
 def test_broker_and_relay_refuse_to_bind_beyond_loopback_without_keys(two_hosts):

@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import zmq
 
+from .. import config
 from ..discovery import BrokerClient
 from ..errors import (
     BrokerUnavailable,
@@ -36,6 +37,9 @@ from . import where
 from .layout import CodecInfo
 from .packet import Packet
 from .ring import PacketRingReader
+
+if TYPE_CHECKING:
+    from ..remote.packet_reader import RemotePackets
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ class PacketSubscriber:
         self._await_key = False  # packets before the next key frame are passed over
         self._skipped = 0  # missed since the last packet returned
         self._next_lookup = 0.0
+        #: The stream is on another host: its packets come through that host's relay.
+        self._remote: RemotePackets | None = None
         self._closed = False
 
     # -- what callers use ----------------------------------------------------------------
@@ -85,8 +91,10 @@ class PacketSubscriber:
     @property
     def codec(self) -> CodecInfo | None:
         """The codec of the ring being read (None before one is found)."""
-        if self._ring is None:
+        if self._ring is None and self._remote is None:
             self._find()
+        if self._remote is not None:
+            return self._remote.wait_codec(1.0, self)
         return None if self._ring is None else self._ring.codec
 
     def recv(self, timeout: float | None = None) -> Packet:
@@ -99,21 +107,26 @@ class PacketSubscriber:
             left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if left <= 0:
                 raise Timeout(f"no packet of {self.name} within {timeout} s")
-            if self._socket.poll(max(1, int(left * 1000)), zmq.POLLIN):
+            if self._remote is not None:
+                self._remote.wait(left)
+            elif self._socket.poll(max(1, int(left * 1000)), zmq.POLLIN):
                 self._drain()
 
     def try_recv(self) -> Packet | None:
         """The next packet if one is ready now, else None; never waits."""
-        self._drain()
-        if self._ring is None and not self._find():
+        if self._remote is None:
+            self._drain()
+        if self._ring is None and self._remote is None and not self._find():
             return None
-        return self._take()
+        return self._take() if self._remote is None else self._remote.take(self)
 
     def __iter__(self) -> Iterator[Packet]:
         while not self._closed:
             yield self.recv()
 
     def fileno(self) -> int:
+        if self._remote is not None:
+            return self._remote.fileno()
         return int(self._socket.getsockopt(zmq.FD))
 
     # -- reading the ring ------------------------------------------------------------------
@@ -213,6 +226,8 @@ class PacketSubscriber:
         self._next_lookup = now + (LOOKUP_EVERY if self._ring is not None else 0.1)
         try:
             info = self._client.lookup(self.name, kind="packets")
+            if info.host != config.host_id():
+                return self._go_remote(info.relay, info.host)
             endpoint, segment = info.endpoint, info.segment
         except (StreamNotFound, BrokerUnavailable):
             # No broker, or not registered yet: the names this host's producer uses.
@@ -232,6 +247,17 @@ class PacketSubscriber:
         self._segment = segment
         self._map(None)
         return self._ring is not None
+
+    def _go_remote(self, relay: str | None, host: str) -> bool:
+        """The stream is on another host: read it through that host's relay, if one runs."""
+        if relay is None:
+            log.warning("%s: its packets are on host %s, which runs no relay", self.name, host)
+            return False
+        from ..remote.packet_reader import RemotePackets  # here: a local reader never needs it
+
+        self._remote = RemotePackets(self._context, self.name, relay, preroll=self.preroll,
+                                     latest=self.mode == "latest")
+        return True
 
     def _map(self, token: bytes | None) -> bool:
         """Map the stream's ring if it is new (and carries *token*, if given)."""
@@ -269,6 +295,8 @@ class PacketSubscriber:
             return
         self._closed = True
         self._socket.close(linger=0)
+        if self._remote is not None:
+            self._remote.close()
         self._client.close()
         if self._own_context:
             self._context.destroy(linger=0)

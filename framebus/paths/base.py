@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import zmq
 
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 Mode = Literal["latest", "all"]
 Transport = Literal["auto", "shm", "tcp"]
-Codec = Literal["raw", "jpeg"]
+#: Over the network: raw pixels, a JPEG of them, or the stream's own packets decoded here.
+Codec = Literal["raw", "jpeg", "packets"]
+CODECS: tuple[Codec, ...] = get_args(Codec)
 PathKind = Literal["shm", "tcp"]
 
 
@@ -28,7 +30,7 @@ class Request:
     mode: Mode = "latest"
     #: Descriptors a mode="all" subscriber queues before the oldest are dropped.
     queue: int = 1000
-    #: Over the network: the pixels raw, or as a JPEG of this quality.
+    #: Over the network: the pixels raw, or as a JPEG of this quality, or packets decoded here.
     codec: Codec = "raw"
     quality: int = 90
 

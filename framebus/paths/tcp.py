@@ -18,21 +18,21 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 import msgspec
 import numpy as np
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
-from ..errors import AccessDenied, ProtocolError
+from ..errors import ProtocolError
 from ..frame import Frame
-from ..keys import secure_client
 from ..protocol import relay as wire
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
 from ..support.backoff import Backoff
 from .base import PathContext
+from .connection import RelayConnection
+from .decoded import DecodedPath
 
 log = logging.getLogger("framebus.subscriber")
 
@@ -45,10 +45,13 @@ KEEPING_PACE = 0.01
 #: not_found would be asked 20 times a second, and one that says full thousands of times.
 REFUSED_FIRST = 0.1
 REFUSED_CAP = 2.0
-_HANDSHAKE_FAILED: dict[int, str] = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's key",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "did not speak the same security protocol",
-}
+
+
+def remote_path(ctx: PathContext, info: StreamInfo) -> RemotePath | DecodedPath:
+    """The network path the caller asked for: pixels (raw or JPEG), or packets decoded here."""
+    if ctx.request.codec == "packets":
+        return DecodedPath(ctx, info)
+    return RemotePath(ctx, info)
 
 
 class RemotePath:
@@ -62,7 +65,7 @@ class RemotePath:
         self._want = _want(ctx, token=None, after=-1)
         if not info.relay:
             raise ValueError(f"{self._name}: no relay serves host {info.host}")
-        self._relay = _RelayConnection(ctx.context, info.relay)
+        self._relay = RelayConnection(ctx.context, info.relay)
         log.info("%s: receiving through the relay at %s", self._name, info.relay)
         self._outstanding = 0  # credits sent and not answered yet
         self._asked = 0.0  # when the oldest of them was sent
@@ -75,7 +78,7 @@ class RemotePath:
 
     def update(self, info: StreamInfo) -> None:
         if info.relay and info.relay != self._relay.endpoint:
-            relay = _RelayConnection(self._ctx.context, info.relay)
+            relay = RelayConnection(self._ctx.context, info.relay)
             self._relay.close()
             self._relay, self._outstanding, self._unchecked = relay, 0, None
             self._refusals.reset()  # what the old relay refused, the new one may have
@@ -223,52 +226,11 @@ class RemotePath:
         self._relay.close()
 
 
-class _RelayConnection:
-    """A DEALER connected to one relay, and the monitor that tells a refused key."""
-
-    def __init__(self, context: zmq.Context, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.linger = 0
-        self.socket.rcvhwm = 4  # a frame per credit: nothing ever queues here
-        self._monitor: zmq.Socket | None = None
-        try:
-            secure_client(self.socket, endpoint)
-            self._monitor = self.socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-            self.socket.connect(endpoint)
-        except BaseException:
-            self.close()
-            raise
-
-    def check_handshake(self) -> None:
-        """Raise AccessDenied if the relay refused the connection's security handshake."""
-        monitor = self._monitor
-        while monitor is not None and not monitor.closed and monitor.poll(0):
-            event = recv_monitor_message(monitor)["event"]
-            if event in _HANDSHAKE_FAILED:
-                raise AccessDenied(
-                    f"the relay at {self.endpoint} {_HANDSHAKE_FAILED[event]}: ask its "
-                    "operator to add this client's public key to its authorized keys")
-
-    def close(self) -> None:
-        """Say goodbye and close. Idempotent."""
-        if self.socket.closed:
-            return
-        try:
-            self.socket.send(wire.BYE, zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-        if self._monitor is not None:
-            self.socket.disable_monitor()
-            self._monitor.close(linger=0)
-        self.socket.close(linger=0)
-
-
 def _want(ctx: PathContext, token: bytes | None, after: int) -> wire.Want:
     """A credit: the newest frame newer than *after* in ring *token* (any, for None)."""
     request = ctx.request
-    return wire.Want(stream=request.name, codec=request.codec, quality=request.quality,
+    codec = cast(wire.Codec, request.codec)  # never "packets": that is DecodedPath's
+    return wire.Want(stream=request.name, codec=codec, quality=request.quality,
                      token=token, after=after)
 
 

@@ -21,6 +21,13 @@ once its ``check`` says 1 (the slot still held the frame once it was sent); 0 me
 writer reused the slot meanwhile: the frame is discarded and the credit stays unspent.
 The relay sends no other frame to a subscriber between a ``slot`` and its ``check``.
 A request it cannot serve is answered ``[b"error", msgpack {"code", "error"}]``.
+
+A packet stream is asked for by ``{"v": 1, "op": "packets", "stream", "token", "after",
+"batches", "preroll"}``: "every packet of cam1 after ``after`` of ring ``token``; I have read
+``batches`` batches from you". The relay answers with batches in order,
+``[b"packets", <msgpack PacketBatch>, <the packets' bytes, one after another>]``
+(framebus/protocol/relay_packets.py), at most MAX_BATCHES_AHEAD beyond the count the last
+request gave; the same request, sent again, is the subscriber's acknowledgement.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ MAX_REQUEST = 512
 #: Bytes, at most, of an error reply.
 MAX_ERROR = 8192
 FRAME, SLOT, CHECK, ERROR = b"frame", b"slot", b"check", b"error"
+PACKETS = b"packets"
+#: Batches of packets the relay sends beyond what a subscriber says it has read: below the
+#: socket's high-water mark, so that ZeroMQ never drops one (a ROUTER drops, silently, what
+#: a full pipe cannot take).
+MAX_BATCHES_AHEAD = 4
 
 Quality = Annotated[int, Meta(ge=1, le=100)]
 #: The seq of the last frame received, or -1 for none.
@@ -69,6 +81,20 @@ class Want(_Request, tag="want", frozen=True):
         return (self.codec, self.quality if self.codec == "jpeg" else 0)
 
 
+class PacketsWant(_Request, tag="packets", frozen=True):
+    """Every packet of *stream* after *after* of ring *token* (none: from where *preroll*
+    says), from a subscriber that has read *batches* batches on this connection."""
+
+    stream: StreamName
+    token: Token | None = None
+    after: After = -1
+    batches: Annotated[int, Meta(ge=0, le=2**62)] = 0
+    preroll: Annotated[float, Meta(ge=0, le=3600)] = 0.0
+
+    def pack(self) -> bytes:
+        return _ENCODER.encode(self)
+
+
 class Bye(_Request, tag="bye", frozen=True):
     """The subscriber is leaving."""
 
@@ -92,16 +118,17 @@ class _Version(msgspec.Struct):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _VERSION = msgspec.msgpack.Decoder(_Version)
-_REQUEST = msgspec.msgpack.Decoder(Want | Bye)
+_REQUEST = msgspec.msgpack.Decoder(Want | PacketsWant | Bye)
 _ERROR = msgspec.msgpack.Decoder(ErrorReply)
 BYE = _ENCODER.encode(Bye())
 
 
-def parse_request(data: bytes | memoryview) -> Want | None:
-    """A request: a Want, or None for bye. ProtocolError, with the reason, for anything else."""
+def parse_request(data: bytes | memoryview) -> Want | PacketsWant | None:
+    """A request: a Want or PacketsWant, or None for bye. ProtocolError, with the reason,
+    for anything else."""
     decode(_VERSION, data, "request", MAX_REQUEST)
     request = decode(_REQUEST, data, "request", MAX_REQUEST)
-    return request if isinstance(request, Want) else None
+    return None if isinstance(request, Bye) else request
 
 
 def error_reply(code: str, message: str) -> list[bytes]:

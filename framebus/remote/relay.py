@@ -27,8 +27,10 @@ from ..errors import FramebusError, FrameOverwritten, ProtocolError
 from ..keys import bind_servers, is_local
 from ..protocol import relay as wire
 from ..support.throttle import Throttle
+from . import packet_feed
 from .client import Client
 from .feed import NOTIFY, Feed
+from .packet_service import PacketService
 from .registration import Registration
 from .sending import SlotSends, check_message
 
@@ -71,6 +73,7 @@ class Relay:
         self._subscribers: dict[tuple[int, bytes], Client] = {}
         self.sent = self.rejected = self.torn = 0
         self._slot_sends = SlotSends()
+        self._packets = PacketService(self.broker, self._context)
         self._refusals = Throttle(log, REFUSALS_LOGGED)
         try:
             self._sockets, self._keys = bind_servers(self._context, self.binds, keys_dir,
@@ -115,13 +118,16 @@ class Relay:
                         self._on_sent()
                     elif socket is not self._notify:
                         self._on_request(socket)
-                    elif stream := socket.recv_string():
+                    elif (stream := socket.recv_string()).endswith(packet_feed.SUFFIX):
+                        self._packets.on_new_packets(stream.removesuffix(packet_feed.SUFFIX))
+                    elif stream:
                         self._on_new_frame(stream)
                     else:  # "": the registration thread has a fresh list of streams
                         self._on_streams()
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
+                    self._packets.sweep(now)
                     next_sweep = now + 1.0
         finally:
             registration.stop()
@@ -148,6 +154,11 @@ class Relay:
         key = (self._sockets.index(socket), identity)
         if want is None:  # bye
             self._subscribers.pop(key, None)
+            self._packets.forget(key)
+            return
+        if isinstance(want, wire.PacketsWant):
+            if (why := self._packets.on_request(socket, key, want)) is not None:
+                self._refuse(socket, identity, "full", why)
             return
         sub = self._subscribers.get(key)
         if sub is None:
@@ -332,6 +343,7 @@ class Relay:
             feed.stop()
         for feed in self._feeds.values():
             feed.join(2)
+        self._packets.close()
         for socket in self._sockets:
             socket.close(linger=0)
         if self._notify is not None:
@@ -342,7 +354,8 @@ class Relay:
             self._context.term()
         self._slot_sends.close()
         log.info("relay stopped: %d frames sent (%d reused while sent from their slot, sent "
-                 "again), %d requests refused", self.sent, self.torn, self.rejected)
+                 "again), %d packets, %d requests refused", self.sent, self.torn,
+                 self._packets.sent, self.rejected)
 
 
 def _prepare(socket: zmq.Socket) -> None:

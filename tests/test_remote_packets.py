@@ -1,0 +1,134 @@
+"""Packet streams through a relay on one host: a real broker, relay and reader processes over
+loopback TCP, the reader told it is on another host (FRAMEBUS_HOST), so that discovery sends
+it through the relay as it would a reader on another machine. (Two real hosts, CurveZMQ and a
+real decoder: tests/test_two_hosts.py.)"""
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import free_port, result_of, wait_until
+
+import framebus
+from framebus.packets import CodecInfo, PacketPublisher, PacketSubscriber
+from framebus.testing.media import encode, marker
+
+TESTS = Path(__file__).parent
+READER = str(TESTS / "packet_reader.py")
+CODEC = CodecInfo("h264", b"\x01\x64\x00\x1f", (1, 90000), 1920, 1080)
+
+
+def payload(seq: int, size: int = 0) -> bytes:
+    """Packet *seq*'s bytes: their content tells which packet they are."""
+    return (seq.to_bytes(8, "little") * ((size or seq * 37 % 3000 + 8) // 8 + 1))[
+        :size or seq * 37 % 3000 + 8]
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+@pytest.fixture
+def relay(procs, broker):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    procs.framebus("relay", "--bind", endpoint)
+
+    def registered():
+        with framebus.BrokerClient() as client:
+            return any(r["endpoint"] == endpoint and r["alive"] for r in client.relays())
+
+    wait_until(registered, 10, what="the relay to register")
+    return endpoint
+
+
+def remote_reader(procs, name, *args):
+    """A packet reader process that believes it is on another host."""
+    return procs.start(READER, name, *args, env={**os.environ, "FRAMEBUS_HOST": "elsewhere"})
+
+
+def publish(pub, seqs, size=0, gop=25, pause=0.0):
+    for seq in seqs:
+        pub.publish(payload(seq, size), pts=seq * 3600, dts=seq * 3600, duration=3600,
+                    keyframe=seq % gop == 0)
+        if pause:
+            time.sleep(pause)
+
+
+def test_a_remote_reader_gets_every_packet_as_a_local_one_does(procs, relay, stream_name):
+    with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 22) as pub:
+        publish(pub, range(30))
+        reader = remote_reader(procs, stream_name, "--packets", "400", "--preroll", "60")
+        with PacketSubscriber(stream_name, preroll=60) as local:
+            assert local.codec == CODEC
+            time.sleep(1.0)  # the remote reader starts meanwhile: preroll finds the history
+            publish(pub, range(30, 400), pause=0.001)
+            mine = [local.recv(timeout=5) for _ in range(400)]
+        r = result_of(reader)
+    assert r["remote"] and r["codec"] == ["h264", 1920, CODEC.extradata.hex()]
+    got = r["packets"]
+    assert [p[1] for p in got] == list(range(400)), "every packet, in order, from preroll"
+    assert [p[5] for p in got] == [digest(p.bytes()) for p in mine], "bit-identical"
+    assert [p[4] for p in got] == [s * 3600 for s in range(400)]
+    assert [p[2] for p in got] == [s % 25 == 0 for s in range(400)]
+    assert r["dropped"] == 0 and r["rejected"] == 0
+
+
+def test_a_too_slow_remote_recorder_is_told_of_its_gap_and_never_gets_a_torn_packet(
+        procs, relay, stream_name):
+    """A reader that stalls while 3000 packets of 20 kB go by (60 MB: beyond the relay's
+    buffer) skips what fell out of it; every packet it does get is whole, and the gaps in
+    its sequence are exactly the skips it was told of."""
+    with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 24) as pub:
+        publish(pub, range(25), size=20_000)
+        reader = remote_reader(procs, stream_name, "--seconds", "7", "--preroll", "60",
+                               "--stall", "3")
+        time.sleep(1.5)
+        publish(pub, range(25, 3000), size=20_000, pause=0.0003)
+        r = result_of(reader, timeout=40)
+    got = r["packets"]
+    seqs = [p[1] for p in got]
+    assert seqs[0] == 0 and seqs[-1] == 2999 and seqs == sorted(set(seqs))
+    assert all(p[5] == digest(payload(p[1], 20_000)) for p in got), "no torn packet"
+    told = [p[3] for p in got]
+    assert told == [0] + [b - a - 1 for a, b in zip(seqs, seqs[1:])], "each gap told"
+    assert r["dropped"] == sum(told) > 0 and len(got) + r["dropped"] == 3000
+
+
+def test_a_remote_reader_follows_a_restarted_producer(procs, relay, stream_name):
+    reader = remote_reader(procs, stream_name, "--seconds", "6")
+    tokens = []
+    for _ in range(2):
+        with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 22) as pub:
+            tokens.append(pub._ring.token.hex())
+            time.sleep(1.0)  # registered, found by the relay's feed
+            publish(pub, range(100), pause=0.01)
+    r = result_of(reader)
+    got = r["packets"]
+    by_ring = [[p for p in got if p[0] == token] for token in tokens]
+    assert [p[0] for p in got] == [tokens[0]] * len(by_ring[0]) + [tokens[1]] * len(by_ring[1])
+    assert by_ring[1][0][1] % 25 == 0 and by_ring[1][0][2], "the new ring from a key frame"
+    assert [p[1] for p in by_ring[1]] == list(range(by_ring[1][0][1], 100))
+    assert [p[1] for p in by_ring[0]] == list(range(by_ring[0][0][1], 100))
+    assert all(p[5] == digest(payload(p[1])) for p in got)
+
+
+def test_a_remote_subscriber_decodes_packets_itself_behind_the_frame_api(
+        procs, relay, stream_name, tmp_path, monkeypatch):
+    clip = encode(tmp_path / "clip.mp4", 75, 320, 240)
+    procs.framebus("decode", str(clip), "--name", stream_name, "--loop")
+    with framebus.Subscriber(stream_name) as local:
+        mine = local.recv(timeout=10)
+        assert local.path == "shm"
+    monkeypatch.setenv("FRAMEBUS_HOST", "elsewhere")
+    with framebus.Subscriber(stream_name, codec="packets") as sub:
+        frames = [sub.recv(timeout=10) for _ in range(40)]
+        assert sub.path == "tcp"
+    assert all(f.shape == mine.shape and f.desc.fmt == mine.desc.fmt for f in frames)
+    indices = [marker(f.array) for f in frames]
+    assert indices[0] % 25 == 0, "decoding starts at a key frame"
+    steps = [(b - a) % 75 for a, b in zip(indices, indices[1:])]
+    assert all(step >= 1 for step in steps) and sum(steps) < 60, "fresh pictures, in order"
+    assert all(f.seq > 0 and f.timestamp_ns > 0 for f in frames)
+
