@@ -9,12 +9,16 @@ import time
 from multiprocessing import get_context
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
-from bench.common import free_port, parse_sizes, parse_systems
+from bench.common import free_port, parse_sizes, parse_systems, print_section
 from bench.remote.cell import DEFAULT_SIZES, FOUR, SHM_ALONE, SHM_LOADED, SOLO, SYSTEMS, Cell, err
 from bench.remote.children import exit_on_sigterm
 from bench.remote.costs import path_costs, print_costs
+from bench.remote.packets import PathFigures
+from bench.remote.packets import measure as measure_packets
+from bench.remote.packets import report as packet_report
 from bench.remote.report import (
     Row,
     analyse,
@@ -52,10 +56,22 @@ def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
               help="Systems to compare, comma-separated ('local': framebus's shm subscriber "
                    "alone and beside 4 remote readers).")
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown.")
-def main(seconds: float, sizes: list[tuple[int, int]], systems: list[str],
-         markdown: bool) -> None:
-    """Frames to consumers over loopback TCP: framebus's relay (raw, JPEG), imagezmq, NetGear."""
+@click.option("--packets/--no-packets", default=True, show_default=True,
+              help="Also the packet path: a 1080p25 H.264 decoder read as raw pixels, then "
+                   "as packets the reader decodes.")
+@click.option("--quick", is_flag=True,
+              help="2 s phases at 1920x1080 only (unless --seconds or --sizes say otherwise).")
+@click.pass_context
+def main(ctx: click.Context, seconds: float, sizes: list[tuple[int, int]], systems: list[str],
+         markdown: bool, packets: bool, quick: bool) -> None:
+    """Frames to consumers over loopback TCP: framebus's relay (raw, JPEG, packets), imagezmq,
+    Zenoh, NetGear."""
     exit_on_sigterm(143)
+    if quick and ctx.get_parameter_source("seconds") == ParameterSource.DEFAULT:
+        seconds = 2.0
+    if quick and ctx.get_parameter_source("sizes") == ParameterSource.DEFAULT:
+        sizes = [(1920, 1080)]
+    packet_figures: list[PathFigures] = []
     load_start = os.getloadavg()[0]
     err.print(f"{os.cpu_count()} cores, 1-minute load {load_start:.2f}", highlight=False)
     mp = get_context("spawn")
@@ -70,6 +86,10 @@ def main(seconds: float, sizes: list[tuple[int, int]], systems: list[str],
         elif "imagezmq" in systems or "netgear" in systems:
             env.start_broker()  # unused by them, but cheap, and keeps one code path
         rows = run_all(env, plan(env, seconds, sizes, systems), mp)
+        if packets and any(s.startswith("framebus") for s in systems):
+            err.print("the packet path: raw pixels, then packets decoded by the reader ...",
+                      highlight=False)
+            packet_figures = measure_packets(env, max(2.0, seconds))
     except KeyboardInterrupt:
         err.print("\n[red]interrupted[/]: children, broker and relay stopped, rings removed")
         sys.exit(130)
@@ -81,6 +101,9 @@ def main(seconds: float, sizes: list[tuple[int, int]], systems: list[str],
         out.print()
         out.print(markdown_table(rows, sizes), markup=False, highlight=False, soft_wrap=True)
     print_targets(out, *targets(rows))
+    if packet_figures:
+        print_section(out, "Packets for remote readers (1080p25 H.264, one reader, loopback)",
+                      packet_report(packet_figures))
     if costs:
         print_costs(out, costs)
     print_notes(out, rows, env, (load_start, os.getloadavg()[0]))
