@@ -30,6 +30,11 @@ class Waiter:
     Counts what tells a lost wake-up from a spurious one: `late` are the frames that a
     try_recv() found only after a wait that timed out (the fd never said so), `spurious`
     the wake-ups after which try_recv() found nothing at all.
+
+    Only a timed-out wait makes a frame late. After a wait that another subscriber's fd
+    ended, a frame of this one may have come in the moment since the wait returned: its
+    fd said so too late for that wait, not never. And a subscriber's first frame may come
+    from the housekeeping that found its stream, so each subscriber counts from its own.
     """
 
     def __init__(self, *subs: framebus.Subscriber) -> None:
@@ -39,7 +44,8 @@ class Waiter:
         self.subs = subs
         self.frames: dict[str, list[framebus.Frame]] = {s.name: [] for s in subs}
         self.late = self.spurious = self.wakeups = 0
-        self.connected = False  # a first frame came: from then on none may come late
+        #: The subscribers whose first frame came: from then on none of theirs may come late.
+        self.connected: set[framebus.Subscriber] = set()
 
     def step(self) -> None:
         timeout = min(s.housekeeping for s in self.subs)
@@ -50,11 +56,12 @@ class Waiter:
             while (frame := sub.try_recv()) is not None:
                 got += 1
                 self.frames[sub.name].append(frame)
-                if sub not in woken and self.connected:
+                if not woken and sub in self.connected:
                     self.late += 1
             if sub in woken and not got:
                 self.spurious += 1
-            self.connected = self.connected or got > 0
+            if got:
+                self.connected.add(sub)
 
     def until(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
