@@ -132,7 +132,8 @@ def test_the_wheel_holds_every_package_and_its_data(venv):
     packages = {str(Path(n).parent).replace("/", ".") for n in names
                 if n.endswith("/__init__.py")}
     assert packages == packages_on_disk()
-    assert {"framebus/py.typed", "framebus/testing/rtsp_server.py"} <= names
+    assert {"framebus/py.typed", "framebus/testing/rtsp_server.py",
+            "framebus/web/static/index.html"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     # The ring's memory-ordering helper is compiled into the wheel, for this platform.
     assert any(n.startswith("framebus/shm/_order.") and n.endswith(".so") for n in names)

@@ -7,6 +7,7 @@ module         commands
 ``tables``     ``ls``, ``stat``: what the broker knows, as tables
 ``site``       ``decode``, ``up``, ``testsrc``: producers, one or a whole site
 ``live``       ``demo``, ``watch``: a live consumer's view
+``web``        ``web``: the console in the browser
 ``clients/``   ``view``, ``record``, ``snapshot``: the ready-to-run consumers
 =============  =========================================================
 
@@ -46,6 +47,8 @@ COMMANDS = {
              "A broker, a test-pattern stream and a live consumer, all in one go."),
     "watch": ("framebus.cli.live:watch",
               "Subscribe to NAME and show live frame rate, latency and drops."),
+    "web": ("framebus.cli.web:web",
+            "Serve the console: every stream live in the browser, /api/streams, /metrics."),
     "view": ("framebus.clients.view:command", "Show stream NAME live in a window, or keep a "
                                               "snapshot file updated without a display."),
     "record": ("framebus.clients.record:command",
