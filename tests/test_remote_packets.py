@@ -5,6 +5,7 @@ real decoder: tests/test_two_hosts.py.)"""
 
 import hashlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -30,16 +31,21 @@ def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:16]
 
 
-@pytest.fixture
-def relay(procs, broker):
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    procs.framebus("relay", "--bind", endpoint)
+def start_relay(procs, endpoint):
+    proc = procs.framebus("relay", "--bind", endpoint)
 
     def registered():
         with framebus.BrokerClient() as client:
             return any(r["endpoint"] == endpoint and r["alive"] for r in client.relays())
 
     wait_until(registered, 10, what="the relay to register")
+    return proc
+
+
+@pytest.fixture
+def relay(procs, broker):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    start_relay(procs, endpoint)
     return endpoint
 
 
@@ -112,6 +118,26 @@ def test_a_remote_reader_follows_a_restarted_producer(procs, relay, stream_name)
     assert [p[1] for p in by_ring[1]] == list(range(by_ring[1][0][1], 100))
     assert [p[1] for p in by_ring[0]] == list(range(by_ring[0][0][1], 100))
     assert all(p[5] == digest(payload(p[1])) for p in got)
+
+
+def test_a_remote_reader_carries_on_without_a_gap_across_a_relay_restart(procs, relay,
+                                                                        stream_name):
+    """The relay SIGKILLed and started again on its address: the reader's next request says
+    where it is, the new relay's feed holds the ring's history, and not a packet is lost."""
+    with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 22) as pub:
+        reader = remote_reader(procs, stream_name, "--packets", "400", "--ready",
+                               "--preroll", "60")
+        publish(pub, range(0, 50), pause=0.01)
+        assert reader.stdout.readline().strip() == "ready"
+        first_relay = next(p for p in procs.procs if "relay" in p.args)
+        procs.stop(first_relay, signal.SIGKILL)
+        publish(pub, range(50, 150), pause=0.01)  # while no relay runs
+        start_relay(procs, relay)
+        publish(pub, range(150, 400), pause=0.005)
+        r = result_of(reader)
+    seqs = [p[1] for p in r["packets"]]
+    assert seqs == list(range(seqs[0], seqs[0] + 400)) and r["dropped"] == 0
+    assert all(p[5] == digest(payload(p[1])) for p in r["packets"])
 
 
 def test_a_remote_subscriber_decodes_packets_itself_behind_the_frame_api(
