@@ -1,0 +1,123 @@
+"""The web console's bench, issue 13's targets: ``python -m bench.web [--quick]``.
+
+- Latency: a live 1080p25 camera (libx264 zerolatency) draws its frame index into the
+  pixels; the page reads it back from the video and compares with the camera's clock.
+  Over MSE, glass-to-glass p50 < 500 ms.
+- Viewers: 16 browser viewers of one 1080p25 stream add < 5% of a core to the server.
+- Page load: the console's page loads in < 1 s with 32 streams.
+
+Each beside its peer where one means something: MJPEG over HTTP of the same stream, what
+most web views of a camera do (the server encodes JPEGs from pixels).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import verdict
+from bench.web import measure
+from bench.web.rig import Rig, console_available
+
+log = logging.getLogger("bench.web")
+LATENCY_MS = 500.0
+VIEWERS, VIEWERS_CPU = 16, 5.0
+STREAMS, LOAD_MS = 32, 1000.0
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="Shorter phases (about 1.5 min in all).")
+@click.option("--seconds", type=click.FloatRange(min=2.0), default=None,
+              help="Length of each measured phase  [default: 15, quick: 6]")
+@click.option("--size", default="1920x1080", show_default=True, help="The streams' size.")
+@click.option("--players", is_flag=True,
+              help="The viewers are the console's player, decoding (16 decoders need more "
+                   "cores than 2): by default they read the stream without decoding it.")
+@click.option("--skip", multiple=True, type=click.Choice(["latency", "viewers", "load"]),
+              help="Leave a target out (repeatable).")
+def main(quick: bool, seconds: float | None, size: str, players: bool,
+         skip: tuple[str, ...]) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    seconds = seconds or (6.0 if quick else 15.0)
+    width, height = (int(n) for n in size.lower().split("x"))
+    console = Console()
+    rows: list[list[str]] = []
+    rig = Rig()
+    started = time.monotonic()
+    try:
+        rig.start_server()
+        rig.launch_browser()
+        if "latency" not in skip:
+            rows += latency_rows(rig, seconds, width, height)
+        if "viewers" not in skip:
+            rows += viewer_rows(rig, seconds, width, height, quick, players)
+        if "load" not in skip:
+            rows += load_rows(rig, quick)
+    finally:
+        rig.close()
+    table = Table(title="bench.web: issue 13's targets")
+    for column in ("target", "framebus (MSE)", "peer: MJPEG over HTTP", "verdict"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"{width}x{height}, {seconds:g} s phases, {time.monotonic() - started:.0f} s "
+                  f"in all; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+                  f"server: {'framebus web' if console_available() else 'bench.web.serve'}")
+
+
+def latency_rows(rig: Rig, seconds: float, width: int, height: int) -> list[list[str]]:
+    mse = measure.latency(rig, "mse", seconds, width, height)
+    mjpeg = measure.latency(rig, "mjpeg", seconds, width, height)
+
+    def cell(lat: measure.Latency) -> str:
+        return (f"p50 {lat.p50:.0f} ms, p95 {lat.p95:.0f} ms "
+                f"({lat.samples.size}/{lat.frames} frames seen)")
+
+    passed = bool(mse.samples.size) and mse.p50 < LATENCY_MS
+    return [[f"glass-to-glass p50 < {LATENCY_MS:.0f} ms", cell(mse), cell(mjpeg),
+             verdict(passed)]]
+
+
+def viewer_rows(rig: Rig, seconds: float, width: int, height: int, quick: bool,
+                players: bool) -> list[list[str]]:
+    clip = rig.clip(75 if quick else 250, width, height)
+    name = "viewers"
+    rig.decoder(clip, name)
+    time.sleep(2.0)
+    mse = measure.viewers(rig, "mse", VIEWERS, seconds, name, players)
+    mjpeg = measure.viewers(rig, "mjpeg", VIEWERS, seconds, name, players)
+
+    def cell(v: measure.Viewers, kind: str) -> str:
+        if players:
+            got = f"{v.rate:.1f} fps decoded" if kind == "mse" else "images shown"
+        else:
+            got = f"{v.rate:.1f} fragments/s" if kind == "mse" else f"{v.rate / 1e6:.2f} MB/s"
+        return f"+{v.added:.1f}% of a core ({v.idle:.1f}% -> {v.watched:.1f}%), {got} each"
+
+    return [[f"{VIEWERS} viewers of {width}x{height}p25 add < {VIEWERS_CPU:g}% of a core",
+             cell(mse, "mse"), cell(mjpeg, "mjpeg"),
+             verdict(mse.added < VIEWERS_CPU)]]
+
+
+def load_rows(rig: Rig, quick: bool) -> list[list[str]]:
+    target = f"page load < {LOAD_MS:.0f} ms with {STREAMS} streams"
+    if not console_available():
+        return [[target, "no console page here (framebus web)", "", verdict(None)]]
+    clip = rig.clip(50, 640, 360)
+    names = [f"site-{n:02d}" for n in range(STREAMS)]
+    for name in names:
+        rig.decoder(clip, name)
+    time.sleep(8.0 if quick else 12.0)  # 32 decoders started and registered
+    load = measure.page_load(rig, names, 3 if quick else 5)
+    return [[target, f"load {load.load_ms:.0f} ms, all {STREAMS} listed {load.listed_ms:.0f} ms",
+             "", verdict(load.listed_ms < LOAD_MS)]]
+
+
+if __name__ == "__main__":
+    main()
