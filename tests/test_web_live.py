@@ -22,7 +22,7 @@ from conftest import wait_until
 from framebus.testing import media
 from framebus.testing.camera import BARS, Camera, bars
 from framebus.web import live
-from framebus.web.viewers import Viewer
+from framebus.web.viewers import RESTARTED, Viewer
 
 STATIC = Path(live.__file__).parent / "static"
 PAGE = """<!doctype html><html><body style="margin:0;background:#000">
@@ -161,6 +161,29 @@ def test_viewers_share_one_feed_that_stops_with_the_last(server, camera):
     assert demux(b"".join(a))[0].is_keyframe and demux(b"".join(b))[0].is_keyframe
     wait_until(lambda: not server.hub.feeds, 5, what="the feed to stop")
     wait_until(lambda: camera._packets.subscribers == 0, 5, what="its packet subscriber to go")
+
+
+def test_a_restarted_producer_closes_its_viewers_with_the_code_to_reconnect(
+        broker, server, stream_name):
+    url = f"{server.url}/live/{stream_name}"
+
+    async def restart() -> tuple[int | None, dict, list[bytes]]:
+        async with aiohttp.ClientSession() as session:
+            with Camera(stream_name, 320, 240, broker=broker.address):
+                ws = await session.ws_connect(url)
+                await ws.receive()
+                await ws.receive()
+            with Camera(stream_name, 320, 240, broker=broker.address, global_header=True):
+                while (await ws.receive()).type == aiohttp.WSMsgType.BINARY:
+                    pass
+                code = ws.close_code
+                header, chunks, _ = await watch(url, 2)
+        return code, header, chunks
+
+    code, header, chunks = run(restart())
+    assert code == RESTARTED  # the player reconnects on it, and so did this viewer:
+    assert header["mime"].startswith('video/mp4; codecs="avc1.')
+    assert demux(b"".join(chunks))[0].is_keyframe
 
 
 def test_an_unknown_stream_is_said_over_the_socket_and_as_404s(server, stream_name):

@@ -54,7 +54,7 @@ class PacketSubscriber:
 
     def __init__(self, name: str, *, broker: str | None = None,
                  mode: Literal["all", "latest"] = "all", preroll: float = 0.0,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, lookup_timeout: float = 0.5) -> None:
         self._closed = True
         self.name = validate_stream_name(name)
         if mode not in ("all", "latest"):
@@ -73,7 +73,9 @@ class PacketSubscriber:
         self._socket.linger = 0
         self._socket.rcvhwm = 1000
         self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
-        self._client = BrokerClient(broker, context=self._context, timeout=0.5)
+        # An event loop's reader passes a short lookup_timeout: a lookup runs in try_recv(),
+        # and a broker that is away would stall the whole loop for as long each time.
+        self._client = BrokerClient(broker, context=self._context, timeout=lookup_timeout)
         self._endpoint: str | None = None
         self._segment = where.segment_name(name)
         self._ring: PacketRingReader | None = None

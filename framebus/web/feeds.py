@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 PREROLL = 10.0
 #: A GOP kept for joining viewers up to this size; a longer one is not kept (they wait).
 GOP_BYTES = 32 * 2**20
+#: A packet subscriber's broker lookups run on the event loop: a broker that is away
+#: costs the loop this much, every half second, not the default half second.
+LOOKUP_TIMEOUT = 0.05
 #: How long a joining viewer waits for the feed's first key frame or picture.
 READY_WITHIN = 10.0
 #: WebSocket close codes: a feed that failed (a reason goes with it); the server stopping.
@@ -138,7 +141,7 @@ class LiveFeed(Feed):
 
     async def _run(self) -> None:
         sub = PacketSubscriber(self.name, broker=self.broker, preroll=PREROLL,
-                               context=self.context)
+                               context=self.context, lookup_timeout=LOOKUP_TIMEOUT)
         packets = AsyncPackets(sub)
         try:
             while True:

@@ -53,7 +53,7 @@ LOOK_EVERY = 1.0
 
 
 class Kinds(NamedTuple):
-    """What a stream has: pixels (on any host), packets (on this host: rings are local)."""
+    """What a stream has, on this host or another (read through its relay)."""
 
     frames: bool
     packets: bool
@@ -63,19 +63,19 @@ def kinds_of(name: str, broker: str | None) -> Kinds:
     """Ask the broker (blocking: run in a thread); without one, the rings on this host."""
     try:
         with BrokerClient(broker, timeout=0.5) as client:
-            return Kinds(_registered(client, name, "frames", False),
-                         _registered(client, name, "packets", True))
+            return Kinds(_registered(client, name, "frames"),
+                         _registered(client, name, "packets"))
     except BrokerUnavailable:
         return Kinds(os.path.exists(SHM_DIR + config.segment_name(name)),
                      os.path.exists(SHM_DIR + where.segment_name(name)))
 
 
-def _registered(client: BrokerClient, name: str, kind: str, local: bool) -> bool:
+def _registered(client: BrokerClient, name: str, kind: str) -> bool:
     try:
-        info = client.lookup(name, kind=kind)
+        client.lookup(name, kind=kind)
     except StreamNotFound:
         return False
-    return not local or info.host == config.host_id()
+    return True
 
 
 class Hub:
@@ -151,7 +151,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         return await _refuse(ws, {"error": f"no stream named {name!r}"}, UNKNOWN)
     jpeg = _jpeg_url(request, name) if kinds.frames else None
     if not kinds.packets:
-        return await _refuse(ws, {"jpeg": jpeg, "reason": f"{name} has no packet stream here"},
+        return await _refuse(ws, {"jpeg": jpeg, "reason": f"{name} has no packet stream"},
                              1000)
     feed = hub.feed(LiveFeed, name)
     try:
