@@ -5,6 +5,7 @@ player, Debian's Chromium through Playwright."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import threading
@@ -96,7 +97,10 @@ def clip(tmp_path_factory) -> Path:
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+    """*coro* to its end on a loop of its own thread: Playwright's sync API keeps a loop of
+    its own in the test's thread once a browser test ran."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, 30)).result()
 
 
 async def watch(url: str, fragments: int) -> tuple[dict, list[bytes], int | None]:
@@ -305,6 +309,14 @@ def test_the_video_plays_the_stream_and_shows_its_pattern(server, camera, page):
     page.wait_for_function(f"{frames} > {before} + 10", timeout=5000)
     assert page.evaluate("document.getElementById('v').currentTime") > 1
     assert_bars(screenshot_rgb(page.locator("#v")))
+    camera.close()  # a producer restart: the server closes with 4001, the player reconnects
+    with Camera(camera.name, 320, 240, broker=camera.broker):
+        page.wait_for_function("player.connections === 2 && player.mode === 'mse' &&"
+                               " errors.length === 0", timeout=15000)
+        now = "document.getElementById('v').currentTime"
+        page.wait_for_function(f"{now} > 0.2", timeout=10000)
+        start = page.evaluate(now)
+        page.wait_for_function(f"{now} > {start} + 0.5", timeout=5000)
 
 
 def test_a_stream_without_packets_falls_back_to_mjpeg(broker, server, page, stream_name):

@@ -66,6 +66,7 @@ class Camera:
                  broker: str | None = None, global_header: bool = False,
                  bitrate: int | None = None) -> None:
         self.name, self.width, self.height, self.fps = name, width, height, fps
+        self.broker = broker
         self.made: dict[int, int] = {}
         self.frames = 0
         self._encoder = _encoder(width, height, fps, gop, global_header, bitrate)
@@ -101,11 +102,12 @@ class Camera:
                                   duration=3600, keyframe=packet.is_keyframe)
 
     def close(self) -> None:
+        """Stop and unpublish. Idempotent."""
         self._stop.set()
         self._thread.join(10)
         for pub in (self._packets, self._pixels):
             if pub is not None:
-                pub.close()
+                pub.close()  # idempotent
 
     def __enter__(self) -> Camera:
         return self

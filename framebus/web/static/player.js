@@ -4,6 +4,7 @@
 //
 //   const player = window.framebusPlayer.attach(video, "cam1", {onError: console.error});
 //   player.mode;    // "mse", "mjpeg" or null (connecting)
+//   player.connections;  // WebSockets opened: 1, and one more for each reconnection
 //   player.close();
 //
 // No build step, no dependency: one file, served as it is.
@@ -32,12 +33,13 @@
     const onError = opts.onError || function (message) { console.error("framebus:", message); };
     const base = opts.base || "";
     const state = {closed: false, mode: null, ws: null, source: null, buffer: null,
-                   queue: [], img: null, retries: 0, timer: null, appends: 0};
+                   queue: [], img: null, retries: 0, timer: null, appends: 0, connections: 0};
 
     function connect() {
       const ws = new WebSocket(socketUrl(base + "/live/" + encodeURIComponent(name)));
       ws.binaryType = "arraybuffer";
       state.ws = ws;
+      state.connections += 1;
       let told = false;  // the server's header came: a close after it is not a failure
       ws.onmessage = function (event) {
         if (typeof event.data === "string") {
@@ -197,6 +199,7 @@
     connect();
     return {
       get mode() { return state.mode; },
+      get connections() { return state.connections; },
       close: function () {
         state.closed = true;
         clearTimeout(state.timer);
