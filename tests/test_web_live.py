@@ -25,6 +25,8 @@ from framebus.testing.camera import BARS, Camera, bars
 from framebus.web import live
 from framebus.web.viewers import RESTARTED, Viewer
 
+pytest_plugins = ["browser"]  # tests/browser.py: Debian's chromium, `page`
+
 STATIC = Path(live.__file__).parent / "static"
 PAGE = """<!doctype html><html><body style="margin:0;background:#000">
 <video id="v" width="640" height="480" style="display:block"></video>
@@ -275,22 +277,6 @@ def test_a_slow_viewer_is_dropped_to_the_next_key_frame_not_queued_without_bound
 
 
 # -- in the browser --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("no /usr/bin/chromium: apt-get install chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        try:
-            yield browser.new_page(viewport={"width": 800, "height": 600})
-        finally:
-            browser.close()
 
 
 def screenshot_rgb(element) -> np.ndarray:
