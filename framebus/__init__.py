@@ -24,6 +24,7 @@ from .errors import (
     KeyFileError,
     ProtocolError,
     RingError,
+    RingNotReadable,
     ShmFull,
     SiteError,
     SourceError,
@@ -44,7 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied", "BrokerClient", "BrokerFull", "BrokerRefused", "BrokerUnavailable", "Frame",
     "FrameOverwritten", "FramebusError", "InvalidName", "KeyFileError", "MultiSubscriber",
-    "ProtocolError", "Publisher", "RingError", "ShmFull", "SiteError", "SourceError", "SpecError",
-    "StreamInUse", "StreamInfo", "StreamNotFound", "Subscriber", "Timeout", "aio", "streams",
-    "wait",
+    "ProtocolError", "Publisher", "RingError", "RingNotReadable", "ShmFull", "SiteError",
+    "SourceError", "SpecError", "StreamInUse", "StreamInfo", "StreamNotFound", "Subscriber",
+    "Timeout", "aio", "streams", "wait",
 ]

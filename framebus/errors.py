@@ -60,6 +60,15 @@ class AccessDenied(FramebusError, PermissionError):
     refused a registration it could not prove (framebus/trust.py)."""
 
 
+class RingNotReadable(RingError, AccessDenied):
+    """A ring this user may not map: another user's, not shared with a group of ours.
+
+    A RingError, as every ring that cannot be mapped, and an AccessDenied, because waiting
+    will not help: its producer has to share it (FRAMEBUS_GROUP), or the reader has to run
+    as that user or in that group.
+    """
+
+
 class SourceError(FramebusError):
     """A video source that cannot be opened or read; the message is one line for people."""
 

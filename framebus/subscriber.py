@@ -161,7 +161,9 @@ class Subscriber:
         """The next frame; waits at most *timeout* seconds (None: forever).
 
         Raises :class:`framebus.Timeout` when none arrives in time, and
-        :class:`framebus.AccessDenied` when a relay refuses this client's key.
+        :class:`framebus.AccessDenied` when a relay refuses this client's key, or when the
+        stream's ring is another user's and not shared with this one
+        (:class:`framebus.RingNotReadable`).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

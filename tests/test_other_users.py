@@ -138,7 +138,9 @@ def test_a_group_granted_with_framebus_group_reads_the_streams_and_no_one_else(
     granted = run_viewer(other_user, [viewers_group], stream_name)
     assert granted.get("shape") == [48, 64, 3] and granted["writeable"] is False, granted
     refused = run_viewer(other_user, [], stream_name)
-    assert refused.get("error", "").startswith("Timeout"), refused  # it cannot map the ring
+    # It cannot map the ring, and is told so at once rather than left to time out.
+    assert refused.get("error", "").startswith("RingNotReadable"), refused
+    assert "FRAMEBUS_GROUP" in refused["error"], refused
 
 
 def _alive(name: str) -> bool:

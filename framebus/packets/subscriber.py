@@ -28,6 +28,7 @@ from ..errors import (
     FramebusError,
     ProtocolError,
     RingError,
+    RingNotReadable,
     StreamNotFound,
     Timeout,
 )
@@ -267,6 +268,8 @@ class PacketSubscriber:
             return True
         try:
             ring = PacketRingReader.open(self._segment)
+        except RingNotReadable:
+            raise  # it will stay so: the caller hears why rather than wait for a Timeout
         except RingError:
             return False
         if (token is not None and ring.token != token) or (

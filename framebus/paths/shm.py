@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 import msgspec
 import zmq
 
-from ..errors import ProtocolError, RingError
+from ..errors import ProtocolError, RingError, RingNotReadable
 from ..frame import Frame
 from ..names import topic
 from ..protocol.broker import StreamInfo
@@ -80,7 +80,7 @@ class ShmPath:
         self._offer_after = 0.0
         try:
             self.update(info)
-        except zmq.ZMQError:
+        except BaseException:  # an endpoint ZeroMQ refuses, a ring not ours to read
             self._socket.close(linger=0)
             self._poller.close()
             raise
@@ -88,6 +88,7 @@ class ShmPath:
     def update(self, info: StreamInfo) -> None:
         self._info = info
         if info.endpoint != self._endpoint:
+            _check_readable(info.segment)
             # Connect first: an endpoint ZeroMQ refuses leaves the old connection alone.
             self._socket.connect(info.endpoint)
             if self._endpoint is not None:
@@ -276,6 +277,8 @@ class ShmPath:
                 counts.missed(1)  # lapped before we could take it
                 return None
             check_against_slot(desc, record)
+        except RingNotReadable:
+            raise
         except (ProtocolError, RingError) as exc:
             counts.reject("a descriptor", exc)
             return None
@@ -351,6 +354,8 @@ class ShmPath:
             return self._ring
         try:
             ring = RingReader.open(self._info.segment)
+        except RingNotReadable:
+            raise  # it will stay so: the caller hears why rather than wait for a Timeout
         except RingError:
             return None  # replaced or removed since the descriptor was sent
         if ring.token != desc.token:
@@ -382,6 +387,18 @@ class _Backlog:
     first: Descriptor
     #: The seq of the next older frame to return.
     next_seq: int
+
+
+def _check_readable(segment: str) -> None:
+    """Raise RingNotReadable if this user may not map *segment*. Checked when the path is
+    taken, because such a reader would otherwise hear nothing at all (the descriptor socket
+    is as closed to it as the ring) and only time out."""
+    try:
+        RingReader.open(segment).close()
+    except RingNotReadable:
+        raise
+    except RingError:
+        pass  # not there yet, or replaced since the lookup: the descriptors will tell
 
 
 def _milliseconds(wait: float) -> int:

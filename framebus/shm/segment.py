@@ -16,7 +16,7 @@ import os
 import posix_ipc
 
 from .. import config
-from ..errors import RingError, ShmFull
+from ..errors import RingError, RingNotReadable, ShmFull
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ def open_readonly(name: str) -> mmap.mmap:
     except posix_ipc.ExistentialError:
         raise RingError(f"no shared-memory segment {name}") from None
     except posix_ipc.PermissionsError:
-        raise RingError(f"shared-memory segment {name} is not readable by this user") from None
+        raise RingNotReadable(
+            f"shared-memory segment {name} is not readable by this user: it is another "
+            "user's, shared with none of this user's groups (its producer shares it with a "
+            "group when started with FRAMEBUS_GROUP=name)") from None
     try:
         if shm.size == 0:
             raise RingError(f"segment {name} is empty")
