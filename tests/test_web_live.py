@@ -21,7 +21,7 @@ from aiohttp import web
 from conftest import wait_until
 
 from framebus.testing import media
-from framebus.testing.camera import BARS, Camera, bars
+from framebus.testing.camera import BARS, Camera, bars, read_code
 from framebus.web import live
 from framebus.web.viewers import RESTARTED, Viewer
 
@@ -232,10 +232,13 @@ def test_a_preview_is_the_newest_key_frame_decoded(server, camera):
 
     wait_until(lambda: camera.frames > 30, 10, what="a second key frame")
     status, jpeg = run(get())
+    made = camera.frames
     assert status == 200
     picture = simplejpeg.decode_jpeg(jpeg, "RGB")
     assert picture.shape == (240, 320, 3)
     assert_bars(picture)
+    index = read_code(picture)
+    assert index % 25 == 0 and made - index <= 30, (index, made)  # the newest key frame
 
 
 def test_mjpeg_from_pixels_of_a_stream_without_packets(broker, server, stream_name):
