@@ -5,6 +5,7 @@ Usage::
     python -m framebus.clients.record NAME OUT.mp4 [--duration S] [--frames N]
         [--codec libx264] [--crf 23] [--preset veryfast] [--fps F] [--broker ADDR]
     python clients/record.py NAME OUT.mp4
+    python -m framebus.clients.record 'cam*' '{stream}/%Y%m%d-%H%M%S.mp4' --segment 10min
 
 Design:
 
@@ -57,6 +58,7 @@ from framebus.clients.recording import Recorder, Settings
 from framebus.names import validate_stream_name
 from framebus.options import broker_option
 from framebus.record.live import has_packets
+from framebus.record.many import is_pattern
 
 log = logging.getLogger("framebus.clients.record")
 
@@ -155,7 +157,7 @@ def _check_container(out: Path, codec: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("name")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop this many seconds after the first frame.")
@@ -177,12 +179,24 @@ def _check_container(out: Path, codec: str) -> None:
 @click.option("--pre", default=None, help="Packets: start with what is still in the packet "
               "ring, up to this long ago (10s).")
 @broker_option
-def command(name: str, out: Path, duration: float | None, frames: int | None, codec: str,
-            crf: int, preset: str, fps: float | None, mode: str, segment: str | None,
+def command(names: tuple[str, ...], out: Path, duration: float | None, frames: int | None,
+            codec: str, crf: int, preset: str, fps: float | None, mode: str, segment: str | None,
             pre: str | None, broker: str) -> None:
-    """Record stream NAME to the video file OUT (MP4, or what its extension says)."""
+    """Record stream NAME to the video file OUT (MP4, or what its extension says).
+
+    Several NAMEs, or patterns (cam*), are recorded from packets by one process, each
+    into OUT with {stream} replaced by its name: '{stream}/%Y%m%d-%H%M%S.mp4'."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # no-op under `framebus`
     settings = Settings(codec, crf, preset, fps)
+    if len(names) > 1 or is_pattern(names[0]):
+        if mode == "reencode":
+            raise click.ClickException("several streams are recorded from packets only "
+                                       "(--mode reencode records one stream)")
+        from framebus.clients.record_packets import run_many
+
+        run_many(list(names), str(out), duration, segment, pre, broker)
+        return
+    name = names[0]
     try:
         validate_stream_name(name)
     except framebus.InvalidName as exc:

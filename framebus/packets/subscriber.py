@@ -55,7 +55,8 @@ class PacketSubscriber:
 
     def __init__(self, name: str, *, broker: str | None = None,
                  mode: Literal["all", "latest"] = "all", preroll: float = 0.0,
-                 context: zmq.Context | None = None, lookup_timeout: float = 0.5) -> None:
+                 context: zmq.Context | None = None, lookup_timeout: float = 0.5,
+                 lookup_every: float = LOOKUP_EVERY) -> None:
         self._closed = True
         self.name = validate_stream_name(name)
         if mode not in ("all", "latest"):
@@ -64,6 +65,9 @@ class PacketSubscriber:
             raise ValueError(f"preroll must be >= 0 seconds, got {preroll}")
         self.mode = mode
         self.preroll = float(preroll)
+        #: How often the broker is asked again whether the ring moved (a producer restarted
+        #: elsewhere): a reader of many streams asks less often, as descriptors tell it too.
+        self.lookup_every = lookup_every
         self.dropped = 0
         self.received = 0
         self.rejected = 0
@@ -226,7 +230,8 @@ class PacketSubscriber:
         now = time.monotonic()
         if now < self._next_lookup:
             return self._ring is not None
-        self._next_lookup = now + (LOOKUP_EVERY if self._ring is not None else 0.1)
+        self._next_lookup = now + (self.lookup_every if self._ring is not None else 0.1)
+        info = None
         try:
             info = self._client.lookup(self.name, kind="packets")
             if info.host != config.host_id():
@@ -248,6 +253,8 @@ class PacketSubscriber:
                 self._socket.disconnect(self._endpoint)
             self._endpoint = endpoint
         self._segment = segment
+        if self._ring is not None and info is not None and info.token == self._ring.token:
+            return True  # the ring we read: not mapped again to find that out
         self._map(None)
         return self._ring is not None
 

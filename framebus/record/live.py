@@ -65,6 +65,6 @@ def record_packets(sub: PacketSubscriber, remuxer: Remuxer, stop: Callable[[], s
             lost += 1
             log.warning("%s: packet %d overwritten before it was copied", sub.name, packet.seq)
             continue
-        wrote = remuxer.add(data, packet, packet.codec, wall=packet.timestamp_ns / 1e9)
-        if wrote and end is None and duration is not None:
+        remuxer.add(data, packet, packet.codec, wall=packet.timestamp_ns / 1e9)
+        if remuxer.files and end is None and duration is not None:
             end = time.monotonic() + duration

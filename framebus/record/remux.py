@@ -10,7 +10,8 @@ A :class:`Remuxer` is a recording: it starts on a key frame, and starts a new fi
 when the codec parameters change (a restarted producer, a new picture size), when
 time runs backwards (a restarted producer with the same parameters), or, with a
 period, at the first key frame a period after the file's first packet, so that each
-packet is in exactly one file.
+packet is in exactly one file. The parts of one picture (an RTSP camera's slices) are
+joined into one sample first (``access``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any, Protocol
 
 import av
 
-from .template import template_stream
+from .access import Assembler, Whole
+from .template import CODEC_IDS, template_stream
 
 log = logging.getLogger("framebus.record")
 
@@ -145,8 +147,11 @@ class Remuxer:
     segment: float | None = None
     on_file: Callable[[SegmentFile, str], None] | None = None
     files: list[SegmentFile] = field(default_factory=list)
-    waiting_for_key: int = 0  # packets dropped before the first key frame of a file
+    waiting_for_key: int = 0  # pictures dropped before the first key frame of a file
+    #: Directories in the pattern are made as files need them (a '{stream}/...' pattern).
+    make_dirs: bool = False
     _current: SegmentFile | None = None
+    _assembler: Assembler = field(default_factory=Assembler)
     _paths: set[Path] = field(default_factory=set)
 
     @property
@@ -155,7 +160,28 @@ class Remuxer:
 
     def add(self, data: bytes, packet: PacketLike, codec: CodecLike,
             wall: float | None = None) -> bool:
-        """Write one packet; False when it was dropped while waiting for a key frame."""
+        """Take one packet; False when it was dropped while waiting for a key frame. A
+        picture is written once the next packet shows it is whole."""
+        if self._current is None and codec.name not in CODEC_IDS:
+            template_stream(codec.name, b"", 0, 0)  # raises its UnsupportedCodec, now
+        finished, started = self._assembler.push(data, packet, codec, wall)
+        if finished is not None:
+            self._write(finished)
+        if started is not None and self._waits_for_key(started):
+            self._assembler.drop()  # the parts that follow continue nothing: dropped too
+            return False
+        return True
+
+    def _waits_for_key(self, picture: Whole) -> bool:
+        """Whether *picture* would start a file but is no key frame: dropped, counted."""
+        if picture.keyframe or self._cut_reason(picture, picture.codec) is None:
+            return False
+        self._finish()
+        self.waiting_for_key += 1
+        return True
+
+    def _write(self, whole: Whole) -> bool:
+        packet, codec, wall, data = whole, whole.codec, whole.wall, whole.data
         reason = self._cut_reason(packet, codec)
         if reason is not None:
             if not packet.keyframe:
@@ -187,6 +213,8 @@ class Remuxer:
         path = period_path(self.pattern, wall,
                            self._paths.__contains__)
         self._paths.add(path)
+        if self.make_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._current = SegmentFile(path, codec)
         self.files.append(self._current)
         log.info("%s: %s (%s %dx%d)", path, reason, codec.name, codec.width, codec.height)
@@ -199,4 +227,10 @@ class Remuxer:
             self._current = None
 
     def close(self) -> None:
-        self._finish()
+        """Write the picture still held, and finish the file."""
+        whole = self._assembler.flush()
+        try:
+            if whole is not None:
+                self._write(whole)
+        finally:
+            self._finish()

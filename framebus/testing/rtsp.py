@@ -66,8 +66,13 @@ class RtspServer:
 
     def __init__(self, port: int = 0, path: str = "/live", size: tuple[int, int] = (320, 240),
                  fps: int = 25, ready_timeout: float = 20, pattern: str = "ball",
-                 popen: Callable[..., subprocess.Popen] | None = None) -> None:
+                 popen: Callable[..., subprocess.Popen] | None = None,
+                 clip: Path | None = None, mounts: int = 1) -> None:
         self.port = port
+        #: A pre-encoded H.264 MP4 to serve at *mounts* mounts (path0, path1, ...), with
+        #: no encoding, instead of a pattern encoded live at *path*.
+        self.clip = clip
+        self.mounts = mounts
         self.pattern = pattern
         self.path = path
         self.size = size
@@ -85,6 +90,13 @@ class RtspServer:
             raise RuntimeError("the server has not been started yet, so it has no port")
         return f"rtsp://127.0.0.1:{self.port}{self.path}"
 
+    @property
+    def urls(self) -> list[str]:
+        """Every mount's URL: the one at *path*, or (a clip, several mounts) path0, ..."""
+        if self.mounts == 1 and self.clip is None:
+            return [self.url]
+        return [f"{self.url}{i}" for i in range(self.mounts)]
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -99,7 +111,7 @@ class RtspServer:
         self.proc = self._popen(
             [SYSTEM_PYTHON, "-I", str(SCRIPT), "--port", str(self.port), "--path", self.path,
              "--size", f"{width}x{height}", "--fps", str(self.fps), "--pattern", self.pattern,
-             "--stdin-watchdog"],
+             "--stdin-watchdog", *self._clip_arguments()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         try:
             line = self._ready_line()
@@ -111,6 +123,12 @@ class RtspServer:
             self.kill()
             raise
         return self
+
+    def _clip_arguments(self) -> list[str]:
+        if self.clip is None and self.mounts == 1:
+            return []
+        clip = [] if self.clip is None else ["--clip", str(self.clip)]
+        return [*clip, "--mounts", str(self.mounts)]
 
     def _ready_line(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None

@@ -14,6 +14,13 @@ that (re)connects decode within a second. Once it listens it prints one line,
 tells which. SIGTERM or SIGINT stops it with exit status 0; with --stdin-watchdog it also
 stops when its standard input closes, so it never outlives a test run that was killed.
 
+With `--clip FILE.mp4 --mounts N` it serves instead a pre-encoded H.264 clip (an MP4, as
+framebus.testing.media writes) at N mounts PATH0 .. PATH{N-1}, each its own pipeline of
+demuxer and payloader and nothing else: no decoding, no encoding, so that one server can
+stand for dozens of cameras without swamping the machine. The clip plays at its own timing
+and ends (a clip long enough for the run is the caller's: bench/cameras.py makes one by
+repeating a short clip's packets, without encoding).
+
 `--check` only tells whether this machine can run it: exit status 0, or 1 with the reason.
 """
 
@@ -31,6 +38,8 @@ ELEMENTS = {
     "x264enc": "gstreamer1.0-plugins-ugly",
     "rtph264pay": "gstreamer1.0-plugins-good",
     "rtpbin": "gstreamer1.0-plugins-good",
+    "qtdemux": "gstreamer1.0-plugins-good",
+    "h264parse": "gstreamer1.0-plugins-bad",
 }
 
 
@@ -94,6 +103,22 @@ def launch_line(width: int, height: int, fps: int, bitrate_kbps: int,
     )
 
 
+def clip_line(clip: str) -> str:
+    # No decoder, no encoder: the file's packets demuxed, parsed (SPS/PPS put in-band
+    # before each key frame, as a camera sends them) and payloaded. The RTSP server's
+    # sinks sync on the clock, so the clip plays at its own timing.
+    location = clip.replace("\\", "\\\\").replace('"', '\\"')
+    return (f'( filesrc location="{location}" ! qtdemux ! h264parse config-interval=-1 '
+            f"! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+
+
+def mount_paths(base: str, mounts: int, clip: str | None) -> list[str]:
+    """One mount at *base*, as before; with a clip or several mounts, base0, base1, ..."""
+    if mounts == 1 and clip is None:
+        return [base]
+    return [f"{base}{i}" for i in range(mounts)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a live H.264 test pattern over RTSP "
                                                  "on 127.0.0.1.")
@@ -106,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bitrate", type=int, default=1000, help="kbit/s (default 1000)")
     parser.add_argument("--pattern", choices=sorted(PATTERNS), default="ball",
                         help="what it shows (default ball)")
+    parser.add_argument("--clip", default=None,
+                        help="serve this pre-encoded H.264 MP4 instead of encoding a pattern")
+    parser.add_argument("--mounts", type=int, default=1,
+                        help="how many mounts: PATH0..PATH{N-1} (default 1, at PATH itself "
+                             "unless --clip)")
     parser.add_argument("--stdin-watchdog", action="store_true",
                         help="also stop when standard input reaches end of file")
     parser.add_argument("--check", action="store_true",
@@ -113,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
+    if not 1 <= args.mounts <= 256:
+        parser.error(f"--mounts must be 1..256, got {args.mounts}")
+    if args.clip is not None and not os.path.isfile(args.clip):
+        parser.error(f"--clip: no such file: {args.clip}")
     if not 1 <= args.fps <= 240:
         parser.error(f"--fps must be 1..240, got {args.fps}")
 
@@ -127,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = GstRtspServer.RTSPMediaFactory()
     width, height = args.size
-    factory.set_launch(launch_line(width, height, args.fps, args.bitrate, args.pattern))
-    factory.set_shared(True)  # one pipeline for all clients, as a camera would be
-    server.get_mount_points().add_factory(args.path, factory)
+    line = (clip_line(args.clip) if args.clip is not None
+            else launch_line(width, height, args.fps, args.bitrate, args.pattern))
+    for mount in mount_paths(args.path, args.mounts, args.clip):
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(line)
+        factory.set_shared(True)  # one pipeline for all clients, as a camera would be
+        server.get_mount_points().add_factory(mount, factory)
     server.connect("client-connected", lambda _server, _client: log("client connected"))
 
     # attach() binds and listens before it returns; it returns 0 when it cannot
