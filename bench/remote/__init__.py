@@ -15,6 +15,12 @@ Systems, each a producer process and consumer processes on one host, talking ove
   local          framebus's local path: a shared-memory subscriber (transport="shm") alone,
                  then while 4 remote framebus-raw consumers read the same stream
 
+and, after the cells (``--no-packets`` skips it), the packet path: a real decoder of a
+1080p25 H.264 clip at ~4 Mbit/s, read through the relay as raw pixels, then by
+Subscriber(codec="packets"), which decodes the packets itself: bytes/s, frames/s, each
+frame's age and the reader's CPU, and a target (packets: <= 1% of raw's bytes/s, every
+frame decoded). packets.py.
+
 Every cell (size, system, consumers) starts the producer and its consumers, publishes at 30 fps
 until each consumer has a frame, then runs two phases, one after the other:
 
@@ -34,9 +40,14 @@ From the repository root:
 
     .venv/bin/python -m bench.remote [--seconds 4] [--sizes 640x480,1920x1080]
         [--systems framebus-raw,framebus-jpeg,imagezmq,zenoh,netgear,local] [--markdown]
+        [--packets/--no-packets] [--quick]
+
+``--quick`` (about 2 minutes): 2 s phases at 1920x1080 only, every system; the full form
+(about 6 minutes) both sizes, 4 s phases.
 
 The pieces: cell.py (the settings, the cell), systems.py (senders and receivers),
 children.py (the spawned producer and consumers), run.py (running a cell; the broker, relay
 and namespace the main process owns), report.py (figures, tables, targets, notes),
-costs.py (the remote path's pieces, each measured alone) and __main__.py (the command line).
+costs.py (the remote path's pieces, each measured alone), packets.py (the packet path)
+and __main__.py (the command line).
 """
