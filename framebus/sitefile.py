@@ -16,6 +16,10 @@
     advertise = "tcp://10.0.0.5:5556"
     curve_keys = "/etc/framebus/keys"
 
+    [web]                              # optional: the console (`framebus web`)
+    bind = "127.0.0.1:8080"
+    # keys = "/etc/framebus/keys"      # web.token: needed to bind beyond loopback
+
     [defaults]                         # optional: every stream's options unless it says
     format = "bgr24"
     slots = 8
@@ -29,11 +33,12 @@
     source = "testsrc"
 
 A stream's options are those of ``framebus decode``, both read through one
-:class:`~framebus.spec.DecodeSpec`; [broker] and [relay] say what
-``framebus broker`` and ``framebus relay`` are run with. Every key is checked: a typo
-is an error naming the table and the key, never silently ignored. An endpoint beyond
-loopback without curve_keys is refused here, as the broker and relay themselves would
-refuse it, so a site that cannot run is never half started.
+:class:`~framebus.spec.DecodeSpec`; [broker], [relay] and [web] say what
+``framebus broker``, ``framebus relay`` and ``framebus web`` are run with. Every key is
+checked: a typo is an error naming the table and the key, never silently ignored. An
+endpoint beyond loopback without curve_keys (or the console's without keys) is refused
+here, as the services themselves would refuse it, so a site that cannot run is never half
+started.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from .spec import DecodeSpec
 #: The relay's own default endpoint (framebus/remote/relay.py DEFAULT_BIND), when [relay]
 #: has no bind: spelled out here so that the site file is read without loading the relay.
 RELAY_DEFAULT_BIND = "tcp://127.0.0.1:5556"
+#: `framebus web`'s default --bind, likewise.
+WEB_DEFAULT_BIND = "127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -106,15 +113,33 @@ class RelaySpec:
 
 
 @dataclass(frozen=True)
+class WebSpec:
+    """The site's console: what `framebus web` is run with."""
+
+    bind: str = WEB_DEFAULT_BIND
+    keys: str | None = None
+
+    def web_args(self, broker: str) -> list[str]:
+        """The command line of `framebus web`, showing the broker at *broker*."""
+        args = ["web", "--bind", self.bind]
+        if self.keys:
+            args += ["--keys", self.keys]
+        return [*args, "--broker", broker]
+
+
+@dataclass(frozen=True)
 class Site:
     broker: BrokerSpec
     streams: dict[str, DecodeSpec]
     relay: RelaySpec | None = None
+    web: WebSpec | None = None
 
 
-__all__ = ["BrokerSpec", "DecodeSpec", "RelaySpec", "Site", "SiteError", "load", "parse"]
+__all__ = ["BrokerSpec", "DecodeSpec", "RelaySpec", "Site", "SiteError", "WebSpec", "load",
+           "parse"]
 _TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})")
 _WILDCARD_HOSTS = ("*", "0.0.0.0", "[::]")
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})")
 
 
 def load(path: str | Path) -> Site:
@@ -131,10 +156,10 @@ def load(path: str | Path) -> Site:
 
 def parse(data: dict, where: str = "site file", base: Path | None = None) -> Site:
     """Check a site file's *data*; relative key directories are taken from *base*."""
-    unknown = set(data) - {"broker", "relay", "defaults", "streams"}
+    unknown = set(data) - {"broker", "relay", "web", "defaults", "streams"}
     if unknown:
         raise SiteError(f"{where}: unknown top-level key(s) {sorted(unknown)}; "
-                        "expected broker, relay, defaults, streams")
+                        "expected broker, relay, web, defaults, streams")
     base = base or Path.cwd()
     broker = _broker(data.get("broker", config.broker_address()), where, base)
     relay = None
@@ -144,6 +169,8 @@ def parse(data: dict, where: str = "site file", base: Path | None = None) -> Sit
         if taken:
             raise SiteError(f"{where}: [relay]: bind: {', '.join(sorted(taken))} is the "
                             "broker's already; give the relay a port of its own")
+    web = None if "web" not in data else \
+        _web(_table(data["web"], f"{where}: [web]"), f"{where}: [web]", base)
     defaults = _table(data.get("defaults", {}), f"{where}: [defaults]")
     # Checked on their own, so that a bad default is blamed on [defaults]; a stand-in
     # source, since a default source is allowed but not needed.
@@ -159,7 +186,7 @@ def parse(data: dict, where: str = "site file", base: Path | None = None) -> Sit
         except InvalidName as exc:
             raise SiteError(f"{context}: {exc}") from None
         streams[name] = _spec({**defaults, **_table(options, context)}, context, name)
-    return Site(broker, streams, relay)
+    return Site(broker, streams, relay, web)
 
 
 def _broker(value: object, where: str, base: Path) -> BrokerSpec:
@@ -206,6 +233,35 @@ def _relay(table: dict, context: str, base: Path) -> RelaySpec:
         raise SiteError(f"{context}: bound to {remote[-1]}, the relay cannot tell other hosts "
                         "its address: set advertise = \"tcp://ADDRESS:PORT\"")
     return RelaySpec(bind, advertise, keys)
+
+
+def _web(table: dict, context: str, base: Path) -> WebSpec:
+    _known(table, ("bind", "keys"), context)
+    bind = table.get("bind", WEB_DEFAULT_BIND)
+    match = _HOST_PORT.fullmatch(bind) if isinstance(bind, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise SiteError(f"{context}: bind = {bind!r} is not valid; expected HOST:PORT, such "
+                        f"as bind = \"{WEB_DEFAULT_BIND}\"")
+    keys = table.get("keys")
+    if keys is not None:
+        if not isinstance(keys, str) or not keys.strip():
+            raise SiteError(f"{context}: keys = {keys!r} is not valid; expected the path of "
+                            "the site's key directory, with web.token")
+        keys = str((base / Path(keys).expanduser()).resolve())
+        try:  # checked now, as `framebus web` would: never a site half started
+            from .web.auth import Credentials
+        except ModuleNotFoundError as exc:
+            raise SiteError(f"{context}: the console needs the web extra ({exc}): "
+                            "pip install 'framebus[web]'") from None
+        try:
+            Credentials.from_dir(keys).ssl_context()
+        except KeyFileError as exc:
+            raise SiteError(f"{context}: keys: {exc}") from None
+    elif not is_local(f"tcp://{bind}"):
+        raise SiteError(f"{context}: bind: {bind} is beyond loopback, which the console serves "
+                        "only with a login: set keys to a key directory with web.token "
+                        "(framebus web --keys DIR --make-token)")
+    return WebSpec(bind, keys)
 
 
 def _known(table: dict, keys: tuple[str, ...], context: str) -> None:

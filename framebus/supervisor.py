@@ -1,12 +1,14 @@
 """`framebus up`: a whole site from one file, kept running.
 
 The supervisor starts the broker (unless one already answers at the site's address),
-the relay if the site has one, and one `framebus decode` process per stream. A child
+the relay and the console (`framebus web`) if the site has them, and one
+`framebus decode` process per stream. A child
 that dies is restarted, at once if it had run a while, with growing delays if it keeps
 dying, and the log says why it died (its exit status and its last words). SIGHUP
 re-reads the site file and starts, stops or restarts only the streams and the relay
 that changed; a changed broker takes a restart of `framebus up`, since every child
-depends on it. SIGINT and SIGTERM stop the streams, then the relay, then the broker,
+depends on it. SIGINT and SIGTERM stop the streams, then the relay and the console,
+then the broker,
 and reclaim whatever ring a killed child left behind.
 
 Children run in their own process groups, so a Ctrl-C in the terminal reaches the
@@ -125,6 +127,7 @@ class Supervisor:
         self.site = sitefile.load(self.path)
         self.broker: Child | None = None  # None: a broker up did not start serves the site
         self.relay: Child | None = None
+        self.web: Child | None = None
         self.streams: dict[str, Child] = {}
         self._reload = threading.Event()
         self._on_tick = on_tick
@@ -137,6 +140,7 @@ class Supervisor:
                 log.info("reclaimed what killed producers left of %s", ", ".join(left))
             self._start_broker()
             self._set_relay(self.site.relay)
+            self._set_web(self.site.web)
             for spec in self.site.streams.values():
                 self._add(spec)
             while True:
@@ -152,6 +156,7 @@ class Supervisor:
         for name in list(self.streams):
             self._remove(name)
         self._set_relay(None)
+        self._set_web(None)
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -181,7 +186,8 @@ class Supervisor:
             clean_after(child.name)
 
     def _children(self) -> list[Child]:
-        services = [child for child in (self.broker, self.relay) if child is not None]
+        services = [child for child in (self.broker, self.relay, self.web)
+                    if child is not None]
         return services + list(self.streams.values())
 
     # -- the site ------------------------------------------------------------------
@@ -212,6 +218,13 @@ class Supervisor:
         self.relay = None if spec is None else \
             Child("relay", spec.relay_args(self.site.broker.address))
 
+    def _set_web(self, spec: sitefile.WebSpec | None) -> None:
+        """Likewise for the console."""
+        if self.web is not None:
+            self.web.stop()
+        self.web = None if spec is None else \
+            Child("web", spec.web_args(self.site.broker.address))
+
     def _add(self, spec: DecodeSpec) -> None:
         self.streams[spec.name] = Child(spec.name, [*spec.args(),
                                                     "--broker", self.site.broker.address])
@@ -237,6 +250,10 @@ class Supervisor:
             log.info("reload: relay %s", "added" if self.site.relay is None else
                      "removed" if site.relay is None else "changed; restarting it")
             self._set_relay(site.relay)
+        if site.web != self.site.web:
+            log.info("reload: web %s", "added" if self.site.web is None else
+                     "removed" if site.web is None else "changed; restarting it")
+            self._set_web(site.web)
         old, new = self.site.streams, site.streams
         for name in old.keys() - new.keys():
             log.info("reload: %s removed", name)

@@ -123,12 +123,14 @@ class _SiteDisplay:
 
 
 def _services(supervisor: Any, now: float) -> list[str]:
-    """A line for the broker and one for the relay, when the site has one."""
+    """A line for the broker, and one for the relay and the console when the site has them."""
     site = supervisor.site
     broker = supervisor.broker.status(now) if supervisor.broker else "already running, not up's"
     lines = [f"broker {site.broker.address}: {broker}"]
     if supervisor.relay is not None:
         lines.append(f"relay {', '.join(site.relay.bind)}: {supervisor.relay.status(now)}")
+    if supervisor.web is not None:
+        lines.append(f"web {site.web.bind}: {supervisor.web.status(now)}")
     return lines
 
 
