@@ -42,6 +42,17 @@ def test_the_list_shows_every_stream_and_one_that_dies_shows_dead_within_2_s(
     assert page.locator("#grid .card").count() == 3
     assert page.locator("#summary").text_content() == "3 streams, 3 alive"
 
+    # The previews show the pictures, and a stream's live view opens in the page (its
+    # pixels as MJPEG: the test pattern has no packets; player.js is test_web_live's).
+    page.wait_for_function("[...document.querySelectorAll('#grid img')].every("
+                           "i => i.naturalWidth === 160)", timeout=10000)
+    _row(page, names[0]).click()
+    assert page.locator("#view-name").text_content() == names[0]
+    page.wait_for_function(f"document.querySelector('.screen img[alt=\"{names[0]}\"]')"
+                           "?.naturalWidth === 160", timeout=10000)
+    page.click("#view-close")
+    assert page.locator("#view").is_hidden() and page.locator(".screen img").count() == 0
+
     dying = names[1]
     killed = time.monotonic()
     procs.stop(producers[dying], signal.SIGKILL)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from . import api, auth, metrics
+from . import api, auth, live, metrics
 from .streams import Watch
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def make_app(*, broker: str | None, credentials: auth.Credentials | None = None,
     metrics.install(app, watch)
     app.cleanup_ctx.append(_watching)
     app.on_shutdown.append(api.close_sockets)
-    _install_live(app, broker)
+    live.install(app, broker=broker)  # /live, /jpeg, /preview (framebus.web.live)
     return app
 
 
@@ -54,16 +53,3 @@ async def _watching(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _install_live(app: web.Application, broker: str | None) -> None:
-    """The live views (framebus.web.live: /live, /jpeg, /preview), built alongside the
-    page; imported here so that the page runs while that module is still missing."""
-    try:
-        live = importlib.import_module("framebus.web.live")
-    except ModuleNotFoundError as exc:
-        if exc.name != "framebus.web.live":
-            raise  # live.py is there but something it needs is not: say so
-        log.warning("framebus.web.live is missing: no live views")
-        return
-    live.install(app, broker=broker)
