@@ -5,6 +5,7 @@ real decoder: tests/test_two_hosts.py.)"""
 
 import hashlib
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -151,10 +152,35 @@ def test_a_remote_subscriber_decodes_packets_itself_behind_the_frame_api(
     with framebus.Subscriber(stream_name, codec="packets") as sub:
         frames = [sub.recv(timeout=10) for _ in range(40)]
         assert sub.path == "tcp"
+        woken = None  # Contract A: its fileno() wakes a selector for the next decoded picture
+        deadline = time.monotonic() + 5
+        while woken is None and time.monotonic() < deadline:
+            select.select([sub.fileno()], [], [], sub.housekeeping)
+            woken = sub.try_recv()
+        assert woken is not None and woken.seq > frames[-1].seq
     assert all(f.shape == mine.shape and f.desc.fmt == mine.desc.fmt for f in frames)
     indices = [marker(f.array) for f in frames]
     assert indices[0] % 25 == 0, "decoding starts at a key frame"
     steps = [(b - a) % 75 for a, b in zip(indices, indices[1:])]
     assert all(step >= 1 for step in steps) and sum(steps) < 60, "fresh pictures, in order"
     assert all(f.seq > 0 and f.timestamp_ns > 0 for f in frames)
+
+
+def test_framebus_record_on_another_host_records_the_packets_through_the_relay(
+        procs, relay, stream_name, tmp_path):
+    """The recorder's own CLI, told it is elsewhere: its file holds the source's own packets."""
+    import av
+
+    clip = encode(tmp_path / "clip.mp4", 50, 160, 120)
+    with av.open(str(clip)) as container:
+        source = {bytes(p) for p in container.demux(video=0) if p.size}
+    procs.framebus("decode", str(clip), "--name", stream_name, "--loop")
+    out = tmp_path / "remote.mp4"
+    recorder = procs.framebus("record", stream_name, str(out), "--mode", "packets",
+                              "--duration", "2", env={**os.environ, "FRAMEBUS_HOST": "elsewhere"})
+    _, err = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, err
+    with av.open(str(out)) as container:
+        recorded = [bytes(p) for p in container.demux(video=0) if p.size]
+    assert len(recorded) >= 40 and all(p in source for p in recorded), "the source's packets"
 
