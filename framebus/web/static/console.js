@@ -11,7 +11,7 @@
   const $ = (id) => document.getElementById(id);
   const tbody = document.querySelector("#streams tbody");
   const COLUMNS = ["name", "host", "geometry", "format", "fps", "subscribers", "dropped",
-                   "decode", "age", "alive", "chart"];
+                   "decode", "packets", "age", "alive", "chart"];
   const NUMERIC = new Set(["fps", "subscribers", "dropped", "age"]);
 
   function cell(row, column) {
@@ -19,11 +19,21 @@
       case "fps": return row.fps.toFixed(1);
       case "dropped": return row.dropped ?? "-";
       case "decode": return row.decode ? row.decode + (row.decoding === false ? " (idle)" : "") : "-";
+      case "packets": return packets(row.packets);
       case "age": return row.age == null ? "-" : row.age.toFixed(1) + " s ago";
       case "alive": return (row.alive ? "alive" : "dead") + " pid " + row.pid;
       case "name": return row.name + (row.kind === "packets" ? " (packets)" : "");
       default: return String(row[column] ?? "-");
     }
+  }
+
+  // A packet stream's figures, as `framebus ls` shows them.
+  function packets(p) {
+    if (!p) return "-";
+    const parts = [p.fps.toFixed(1) + " pkt/s"];
+    if (p.bitrate != null) parts.push((p.bitrate / 1e6).toFixed(2) + " Mb/s");
+    if (p.keyint) parts.push("key every " + p.keyint.toFixed(1) + " s");
+    return parts.join(", ");
   }
 
   function addStream(name) {
