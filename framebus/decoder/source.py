@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -178,7 +178,7 @@ class ContainerInput(Input):
         """
         resyncing = False
         try:
-            for packet in self._container.demux(self._stream):
+            for packet in whole_pictures(self._container.demux(self._stream), self._stream):
                 if self.on_packet is not None and packet.size:
                     self.on_packet(packet)
                 if not self.gate.admits(packet):
@@ -219,6 +219,41 @@ class ContainerInput(Input):
 
     def close(self) -> None:
         self._container.close()
+
+
+def whole_pictures(packets: Iterable[av.Packet],
+                   stream: av.video.stream.VideoStream) -> Iterator[av.Packet]:
+    """*packets*, the parts of one picture joined into one packet.
+
+    FFmpeg's RTSP demuxer gives a picture in as many packets as its RTP made of it (a
+    1080p key frame of two slices comes as two packets with the same pts and dts). Decoded
+    apart, the first part is a concealed half picture that throws the decoder into
+    resynchronising; muxed apart, an MP4 refuses the second part's dts. So a packet is held
+    until the next one shows whether it continues the same picture: one packet's delay (a
+    frame's time, live), and nothing changes for a file, whose packets are whole pictures.
+    """
+    held: av.Packet | None = None
+    for packet in packets:
+        if held is None:
+            held = packet
+        elif packet.size and packet.dts is not None and (packet.pts, packet.dts) == (
+                held.pts, held.dts):
+            held = _joined(held, packet, stream)
+        else:
+            yield held
+            held = packet
+    if held is not None:
+        yield held
+
+
+def _joined(a: av.Packet, b: av.Packet, stream: av.video.stream.VideoStream) -> av.Packet:
+    joined = av.Packet(bytes(a) + bytes(b))
+    joined.pts, joined.dts, joined.time_base = a.pts, a.dts, a.time_base
+    joined.duration = max(a.duration or 0, b.duration or 0)
+    joined.is_keyframe = a.is_keyframe or b.is_keyframe
+    joined.is_corrupt = a.is_corrupt or b.is_corrupt
+    joined.stream = stream
+    return joined
 
 
 class DecodeGate:
