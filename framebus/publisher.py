@@ -10,10 +10,10 @@ the broker being away never blocks the frame path.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zmq
@@ -21,13 +21,13 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import config, pixfmt
 from .discovery import BrokerClient
-from .errors import BrokerFull, BrokerUnavailable, FramebusError, StreamNotFound
+from .errors import FramebusError
 from .names import topic, validate_stream_name
 from .protocol.descriptor import Descriptor
 from .shm import Geometry, RingWriter
 from .shm.wake import WakeServer
-from .support.heartbeat import Heartbeat
 from .support.rates import RateMeter
+from .support.registration import StreamRegistration
 
 log = logging.getLogger(__name__)
 
@@ -281,81 +281,26 @@ class _Connections:
         self._monitor.close(linger=0)
 
 
-class _Registration(Heartbeat):
-    """Keeps the broker told of the stream: registers, heartbeats with the figures, registers
-    again after the broker restarts or the ring changes, and unregisters at the end.
-
-    A broker that is full (as many live streams as its cap) is retried every beat, as one
-    that does not answer is: the stream is published meanwhile, and found once there is room.
-    """
+class _Registration(StreamRegistration):
+    """Keeps the broker told of a Publisher's stream (framebus/support/registration.py)."""
 
     def __init__(self, pub: Publisher, client: BrokerClient) -> None:
         super().__init__(client, pub.name)
         self._pub = pub
-        #: Only this producer and the broker know it (framebus/trust.py): the same for every
-        #: ring generation, so a new one replaces the old while a rival cannot.
-        self._secret = secrets.token_bytes(16)
-        self._registered = False
-        self._full = False  # the broker said it has no room, and we said so
 
-    def first_attempt(self) -> None:
-        """Register now, so a name clash fails the constructor; a missing or full broker
-        does not."""
-        try:
-            self._register()
-        except BrokerUnavailable:
-            self.reachable = False
-            log.warning("%s: broker %s not reachable; publishing anyway and retrying",
-                        self.who, self.client.address)
+    def token(self) -> bytes:
+        return self._pub._ring.token
 
-    def changed(self) -> None:
-        """The ring was replaced: register it at the next beat."""
-        self._registered = False
-        self.wake()
-
-    def beat(self) -> None:
-        if not self._registered:
-            self._register()
-            return
-        pub = self._pub
-        try:
-            self.client.request("heartbeat", name=pub.name, token=pub._ring.token,
-                                secret=self._secret,
-                                subscribers=pub._connections.update(),
-                                figures=dict(pub.figures), frames=pub._rate.total,
-                                fps=round(pub._rate.rate, 2), age=pub._rate.age)
-        except StreamNotFound:
-            log.info("%s: broker forgot this stream (restarted?); registering again", pub.name)
-            self._register()
-
-    def finish(self) -> None:
-        if self._registered:
-            try:
-                self.client.request("unregister", timeout=0.2, name=self._pub.name,
-                                    token=self._pub._ring.token, secret=self._secret)
-            except FramebusError:
-                pass
-
-    def _register(self) -> None:
-        """Register the ring; a full broker is said once, and tried again at the next beat."""
-        pub, ring = self._pub, self._pub._ring
+    def describe(self) -> dict[str, Any]:
+        ring = self._pub._ring
         g = ring.geometry
-        try:
-            self.client.request(
-                "register", name=pub.name, host=config.host_id(), pid=ring.header.writer_pid,
-                segment=ring.name, endpoint=pub.endpoint, token=ring.token, secret=self._secret,
-                generation=ring.generation, shape=list(g.shape), dtype=g.dtype.str, fmt=g.fmt,
-                slots=ring.slot_count)
-        except BrokerFull as exc:
-            if not self._full:
-                log.warning("%s: the broker at %s is full: %s. Publishing anyway, and "
-                            "registering again every %.1f s: subscribers find the stream once "
-                            "there is room (a stream dies, or the broker's cap is raised)",
-                            pub.name, self.client.address, exc, self.interval)
-            self._full = True
-            return
-        if self._full:
-            log.info("%s: registered with the broker at %s, which has room again", pub.name,
-                     self.client.address)
-        self._full = False
-        self._registered = True
+        return {"host": config.host_id(), "pid": ring.header.writer_pid, "segment": ring.name,
+                "endpoint": self._pub.endpoint, "generation": ring.generation,
+                "shape": list(g.shape), "dtype": g.dtype.str, "fmt": g.fmt,
+                "slots": ring.slot_count}
+
+    def report(self) -> dict[str, Any]:
+        pub = self._pub
+        return {"subscribers": pub._connections.update(), "figures": dict(pub.figures),
+                "frames": pub._rate.total, "fps": round(pub._rate.rate, 2),
+                "age": pub._rate.age}

@@ -9,21 +9,21 @@ with its figures: packets/s, bit rate, key-frame interval, corrupt packets.
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import zmq
 
 from .. import config
 from ..discovery import BrokerClient
-from ..errors import BrokerFull, BrokerUnavailable, FramebusError, StreamNotFound
+from ..errors import FramebusError
 from ..names import topic, validate_stream_name
 from ..protocol.packet import PacketDescriptor
 from ..publisher import _Connections
-from ..support.heartbeat import Heartbeat
 from ..support.rates import RateMeter
+from ..support.registration import StreamRegistration
 from . import where
 from .layout import CodecInfo
 from .ring import PacketRingWriter
@@ -199,63 +199,28 @@ class PacketPublisher:
         return f"<PacketPublisher {self.name} {self.codec.name} seq={self.seq}>"
 
 
-class _Registration(Heartbeat):
-    """Keeps the broker told of the packet stream (kind "packets"), as a Publisher's does."""
+class _Registration(StreamRegistration):
+    """Keeps the broker told of the packet stream (kind "packets"), as a Publisher's does
+    (framebus/support/registration.py)."""
 
     def __init__(self, pub: PacketPublisher, client: BrokerClient) -> None:
-        super().__init__(client, f"{pub.name}/packets")
+        super().__init__(client, pub.name, kind="packets", publishing="publishing packets")
         self._pub = pub
-        self._secret = secrets.token_bytes(16)
-        self._registered = False
 
-    def first_attempt(self) -> None:
-        try:
-            self._register()
-        except BrokerUnavailable:
-            self.reachable = False
-            log.warning("%s: broker %s not reachable; publishing packets anyway and retrying",
-                        self.who, self.client.address)
+    def token(self) -> bytes:
+        return self._pub._ring.token
 
-    def changed(self) -> None:
-        self._registered = False
-        self.wake()
+    def describe(self) -> dict[str, Any]:
+        ring = self._pub._ring
+        codec = ring.codec
+        return {"host": config.host_id(), "pid": ring.header.writer_pid, "segment": ring.name,
+                "endpoint": self._pub.endpoint, "generation": ring.generation,
+                "shape": [max(1, codec.height), max(1, codec.width)], "dtype": "packets",
+                "fmt": codec.name, "slots": ring.header.index_count}
 
-    def beat(self) -> None:
-        if not self._registered:
-            self._register()
-            return
+    def report(self) -> dict[str, Any]:
         pub = self._pub
         rates = pub.rates.packets
-        try:
-            self.client.request("heartbeat", name=pub.name, kind="packets",
-                                token=pub._ring.token, secret=self._secret,
-                                subscribers=pub._connections.update(),
-                                figures={**pub.figures, **pub.rates.as_dict()},
-                                frames=rates.total, fps=round(rates.rate, 2), age=rates.age)
-        except StreamNotFound:
-            log.info("%s: broker forgot this stream (restarted?); registering again", self.who)
-            self._register()
-
-    def finish(self) -> None:
-        if self._registered:
-            try:
-                self.client.request("unregister", timeout=0.2, name=self._pub.name,
-                                    kind="packets", token=self._pub._ring.token,
-                                    secret=self._secret)
-            except FramebusError:
-                pass
-
-    def _register(self) -> None:
-        pub, ring = self._pub, self._pub._ring
-        codec = ring.codec
-        try:
-            self.client.request(
-                "register", name=pub.name, kind="packets", host=config.host_id(),
-                pid=ring.header.writer_pid, segment=ring.name, endpoint=pub.endpoint,
-                token=ring.token, secret=self._secret, generation=ring.generation,
-                shape=[max(1, codec.height), max(1, codec.width)], dtype="packets",
-                fmt=codec.name, slots=ring.header.index_count)
-        except BrokerFull as exc:
-            log.warning("%s: the broker at %s is full: %s", self.who, self.client.address, exc)
-            return
-        self._registered = True
+        return {"subscribers": pub._connections.update(),
+                "figures": {**pub.figures, **pub.rates.as_dict()}, "frames": rates.total,
+                "fps": round(rates.rate, 2), "age": rates.age}
