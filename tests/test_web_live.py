@@ -8,7 +8,9 @@ import asyncio
 import concurrent.futures
 import io
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,6 +192,20 @@ def test_a_restarted_producer_closes_its_viewers_with_the_code_to_reconnect(
     assert code == RESTARTED  # the player reconnects on it, and so did this viewer:
     assert header["mime"].startswith('video/mp4; codecs="avc1.')
     assert demux(b"".join(chunks))[0].is_keyframe
+
+
+def test_a_killed_producers_stream_is_said_not_running_at_once(
+        broker, server, procs, clip, stream_name):
+    decoder = procs.framebus("decode", str(clip), "--name", stream_name, "--loop")
+    wait_until(lambda: live.kinds_of(stream_name, broker.address).packets, 10,
+               what="the packet stream")
+    procs.stop(decoder, signal.SIGKILL)
+    wait_until(lambda: live.kinds_of(stream_name, broker.address).dead, 10,
+               what="the broker to mark it dead")
+    start = time.monotonic()
+    header, chunks, _ = run(watch(f"{server.url}/live/{stream_name}", 1))
+    assert header == {"error": f"{stream_name} is not running: its producer is gone"}
+    assert chunks == [] and time.monotonic() - start < 2  # not a feed's 10 s wait
 
 
 def test_an_unknown_stream_is_said_over_the_socket_and_as_404s(server, stream_name):

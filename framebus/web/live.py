@@ -57,25 +57,31 @@ class Kinds(NamedTuple):
 
     frames: bool
     packets: bool
+    #: Known only as dead (the broker keeps a dead producer's streams listed a while):
+    #: said at once, rather than after a feed's wait for a frame that never comes.
+    dead: bool = False
 
 
 def kinds_of(name: str, broker: str | None) -> Kinds:
     """Ask the broker (blocking: run in a thread); without one, the rings on this host."""
     try:
         with BrokerClient(broker, timeout=0.5) as client:
-            return Kinds(_registered(client, name, "frames"),
-                         _registered(client, name, "packets"))
+            frames = _registered(client, name, "frames")
+            packets = _registered(client, name, "packets")
     except BrokerUnavailable:
         return Kinds(os.path.exists(SHM_DIR + config.segment_name(name)),
                      os.path.exists(SHM_DIR + where.segment_name(name)))
+    alive = [state for state in (frames, packets) if state is not None]
+    return Kinds(frames is not None, packets is not None,
+                 dead=bool(alive) and not any(alive))
 
 
-def _registered(client: BrokerClient, name: str, kind: str) -> bool:
+def _registered(client: BrokerClient, name: str, kind: str) -> bool | None:
+    """Whether the stream's *kind* is alive; None when the broker does not know it."""
     try:
-        client.lookup(name, kind=kind)
+        return client.lookup(name, kind=kind).alive
     except StreamNotFound:
-        return False
-    return True
+        return None
 
 
 class Hub:
@@ -149,6 +155,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     kinds = await hub.kinds(name)
     if not kinds.frames and not kinds.packets:
         return await _refuse(ws, {"error": f"no stream named {name!r}"}, UNKNOWN)
+    if kinds.dead:
+        return await _refuse(ws, {"error": _dead(name)}, 1000)
     jpeg = _jpeg_url(request, name) if kinds.frames else None
     if not kinds.packets:
         return await _refuse(ws, {"jpeg": jpeg, "reason": f"{name} has no packet stream"},
@@ -199,6 +207,10 @@ async def _send(ws: web.WebSocketResponse, viewer: Viewer) -> None:
     await ws.close(code=code, message=reason[:120].encode())
 
 
+def _dead(name: str) -> str:
+    return f"{name} is not running: its producer is gone"
+
+
 def _jpeg_url(request: web.Request, name: str) -> str:
     return str(request.app.router["framebus-jpeg"].url_for(name=name))
 
@@ -227,6 +239,8 @@ async def _pixels_of(request: web.Request) -> str:
     if not kinds.frames:
         raise web.HTTPNotFound(text=f"no stream named {name!r}" if not kinds.packets
                                else f"{name} has packets but no pixel stream to show")
+    if kinds.dead:
+        raise web.HTTPServiceUnavailable(text=_dead(name))
     return name
 
 
@@ -279,6 +293,8 @@ async def preview(request: web.Request) -> web.Response:
     kinds = await hub.kinds(name)
     if not kinds.frames and not kinds.packets:
         raise web.HTTPNotFound(text=f"no stream named {name!r}")
+    if kinds.dead:
+        raise web.HTTPServiceUnavailable(text=_dead(name))
     try:
         jpeg = await hub.previews.get(name, width, kinds.packets)
     except PreviewFailed as exc:
