@@ -22,6 +22,7 @@ import simplejpeg
 from aiohttp import web
 from conftest import wait_until
 
+from framebus.packets import CodecInfo, PacketPublisher
 from framebus.testing import media
 from framebus.testing.camera import BARS, Camera, bars, read_code
 from framebus.web import live
@@ -206,6 +207,19 @@ def test_a_killed_producers_stream_is_said_not_running_at_once(
     header, chunks, _ = run(watch(f"{server.url}/live/{stream_name}", 1))
     assert header == {"error": f"{stream_name} is not running: its producer is gone"}
     assert chunks == [] and time.monotonic() - start < 2  # not a feed's 10 s wait
+
+
+def test_packets_of_a_codec_mse_does_not_take_fall_back_to_mjpeg(broker, server, stream_name):
+    codec = CodecInfo("hevc", b"", (1, 90000), 320, 240)
+    with Camera(stream_name, 320, 240, packets=False, pixels=True, broker=broker.address), \
+            PacketPublisher(stream_name, codec, broker=broker.address) as pub:
+        for seq in range(3):  # in the ring: a new feed reads them from its preroll
+            pub.publish(b"\x00\x00\x01\x26\x01" + bytes(100), pts=seq * 3600,
+                        dts=seq * 3600, keyframe=True)
+        header, chunks, _ = run(watch(f"{server.url}/live/{stream_name}", 1))
+    assert header == {"jpeg": f"/jpeg/{stream_name}", "reason": "hevc packets do not play in "
+                      "this browser's MSE (H.264 does)"}
+    assert chunks == []
 
 
 def test_an_unknown_stream_is_said_over_the_socket_and_as_404s(server, stream_name):
