@@ -4,6 +4,7 @@ refusal to serve beyond loopback without a login, HTTPS from the key directory, 
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import ssl
 import subprocess
@@ -52,6 +53,35 @@ def test_metrics_parse_with_prometheus_clients_parser_and_hold_every_figure(
     assert samples["framebus_decode_fps", decoded].value > 0
     assert samples["framebus_stream_info", plain].labels["geometry"] == "160x120x3"
     assert samples["framebus_broker_up", None].value == 1.0
+
+
+def _upgrade(console: Console, path: str, **headers: str) -> int:
+    """The status of a WebSocket handshake at *path* (101: accepted)."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(console.url.rsplit(":", 1)[1]),
+                                            timeout=5)
+    try:
+        connection.request("GET", path, headers={
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", **headers})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_another_sites_page_cannot_reach_the_console_through_a_browser(procs, broker):
+    """WebSockets know no CORS, and on loopback no login stops them: the console refuses
+    one opened from another origin, and a Host that is not a loopback name (DNS
+    rebinding), on every route, the live views' too."""
+    console = Console.start(procs)
+    host = console.url.removeprefix("http://")
+    assert _upgrade(console, "/api/events", Origin=console.url) == 101
+    assert _upgrade(console, "/api/events") == 101  # not from a page: no Origin
+    assert _upgrade(console, "/api/events", Origin="http://evil.example") == 403
+    assert _upgrade(console, "/live/cam1", Origin="http://evil.example") == 403
+    port = host.rsplit(":", 1)[1]
+    assert console.status("/api/streams", Host=f"evil.example:{port}") == 421
+    assert console.status("/preview/cam1.jpg", Host=f"evil.example:{port}") == 421
+    assert console.status("/api/streams", Host=f"localhost:{port}") == 200
 
 
 def test_it_refuses_to_serve_beyond_loopback_without_a_login(procs, tmp_path):

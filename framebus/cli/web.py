@@ -72,7 +72,8 @@ def web(bind: tuple[str, int], keys_dir: str | None, make_token: bool, broker: s
     if tls is None and not is_local(f"tcp://{host}:{port}"):
         log.warning("serving plain HTTP beyond loopback: the token and every picture cross "
                     "the network in clear; put web.crt and web.key in %s for HTTPS", keys_dir)
-    app = make_app(broker=broker, credentials=credentials)
+    app = make_app(broker=broker, credentials=credentials,
+                   loopback=is_local(f"tcp://{host}:{port}"))
     asyncio.run(_serve(app, host, port, tls))
 
 

@@ -23,10 +23,12 @@ STATIC = Path(__file__).parent / "static"
 
 
 def make_app(*, broker: str | None, credentials: auth.Credentials | None = None,
-             every: float | None = None) -> web.Application:
+             every: float | None = None, loopback: bool = True) -> web.Application:
     """The console for the broker at *broker* (None: $FRAMEBUS_BROKER, else loopback),
-    listing its streams every *every* seconds (None: streams.EVERY)."""
+    listing its streams every *every* seconds (None: streams.EVERY); *loopback*: it is
+    served on loopback only, so asked only for loopback names."""
     app = web.Application()
+    auth.guard(app, loopback=loopback)
     if credentials is not None:
         auth.install(app, credentials)  # first: its middleware guards every route below
     watch = Watch(broker) if every is None else Watch(broker, every=every)

@@ -108,6 +108,32 @@ def make_token(directory: str | Path) -> Path:
 
 
 CREDENTIALS = web.AppKey("credentials", Credentials)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def guard(app: web.Application, *, loopback: bool) -> None:
+    """Refuse what a page of another site could make a browser ask: a WebSocket opened
+    from another origin (WebSockets know no CORS, and on loopback no login stops them),
+    and, on a console bound to loopback, a Host that is not a loopback name (a DNS
+    rebinding: another site's name made to point at 127.0.0.1)."""
+    app.middlewares.append(_same_origin_only if not loopback else _loopback_only)
+
+
+@web.middleware
+async def _loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    host = request.url.host or ""
+    if not (host in LOOPBACK_NAMES or host.startswith("127.")):
+        raise web.HTTPMisdirectedRequest(text=f"this console serves loopback, not {host!r}")
+    return await _same_origin_only(request, handler)
+
+
+@web.middleware
+async def _same_origin_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if (request.headers.get("Upgrade", "").lower() == "websocket" and origin is not None
+            and origin != f"{request.scheme}://{request.host}"):
+        raise web.HTTPForbidden(text=f"a WebSocket from {origin} is not this console's")
+    return await handler(request)
 
 
 def install(app: web.Application, credentials: Credentials) -> None:
