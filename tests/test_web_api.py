@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import signal
 import ssl
 import subprocess
 import urllib.request
@@ -174,6 +175,15 @@ def test_up_runs_the_sites_console(procs, broker_address, tmp_path, stream_name)
         return console.status("/") == 200 and console.streams().get(stream_name, {}).get("alive")
 
     wait_until(shown, 30, what="up's console to show its stream")
+    # A changed [web] on SIGHUP: the console restarted where the table now says.
+    moved = free_port()
+    write_site(path, {stream_name: {"source": "testsrc", "size": "160x120", "fps": 10}},
+               f'broker = "{broker_address}"\n[web]\nbind = "127.0.0.1:{moved}"\n')
+    old, console.url = console.url, f"http://127.0.0.1:{moved}"
+    up.send_signal(signal.SIGHUP)
+    wait_until(shown, 30, what="up's console at its new address")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(old, timeout=2)
     assert procs.stop(up) == 0
     with pytest.raises(OSError):  # up stopped its console with the rest
         urllib.request.urlopen(console.url, timeout=2)
