@@ -85,12 +85,16 @@ def test_another_sites_page_cannot_reach_the_console_through_a_browser(procs, br
     assert console.status("/api/streams", Host=f"localhost:{port}") == 200
 
 
-def test_it_refuses_to_serve_beyond_loopback_without_a_login(procs, tmp_path):
+def test_it_refuses_to_serve_beyond_loopback_without_a_login(tmp_path):
+    from click.testing import CliRunner
+
+    from framebus.cli.web import web
+
     def refusal(*args: str) -> str:
-        proc = procs.framebus("web", *args)
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 1, err
-        return err
+        # In this process: each refusal comes before anything is served.
+        result = CliRunner().invoke(web, list(args))
+        assert result.exit_code != 0, result.output
+        return result.output
 
     port = f"{free_port()}"
     err = refusal("--bind", f"0.0.0.0:{port}")
@@ -102,8 +106,12 @@ def test_it_refuses_to_serve_beyond_loopback_without_a_login(procs, tmp_path):
     (keys / "web.token").chmod(0o644)
     assert "readable by others: chmod 600 it" in refusal("--bind", f"0.0.0.0:{port}",
                                                          "--keys", str(keys))
-    assert "--make-token needs --keys DIR" in procs.framebus(
-        "web", "--make-token").communicate(timeout=20)[1]
+    (keys / "web.token").write_text("too short\n")
+    (keys / "web.token").chmod(0o600)
+    assert "fewer than 16 characters" in refusal("--bind", f"0.0.0.0:{port}", "--keys",
+                                                 str(keys))
+    assert "--make-token needs --keys DIR" in refusal("--make-token")
+    assert "is not HOST:PORT" in refusal("--bind", "8080")
 
 
 def test_with_a_login_beyond_loopback_it_warns_of_plain_http_or_serves_https(
