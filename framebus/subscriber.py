@@ -160,10 +160,8 @@ class Subscriber:
     def recv(self, timeout: float | None = None) -> Frame:
         """The next frame; waits at most *timeout* seconds (None: forever).
 
-        Raises :class:`framebus.Timeout` when none arrives in time, and
-        :class:`framebus.AccessDenied` when a relay refuses this client's key, or when the
-        stream's ring is another user's and not shared with this one
-        (:class:`framebus.RingNotReadable`).
+        Raises :class:`framebus.Timeout` when none arrives in time, and AccessDenied when
+        a relay refuses this client's key or the ring is not shared with this user.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -28,7 +28,7 @@ from ..names import topic
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
 from ..shm import RingReader
-from ..shm.segment import pid_alive
+from ..shm.segment import check_readable, pid_alive
 from ..shm.wake import WakeChannel
 from .base import PathContext
 from .checks import check_against_ring, check_against_slot
@@ -88,7 +88,9 @@ class ShmPath:
     def update(self, info: StreamInfo) -> None:
         self._info = info
         if info.endpoint != self._endpoint:
-            _check_readable(info.segment)
+            # A reader the ring is closed to hears nothing (nor is the descriptor socket
+            # open to it): tell it now rather than let it time out.
+            check_readable(info.segment)
             # Connect first: an endpoint ZeroMQ refuses leaves the old connection alone.
             self._socket.connect(info.endpoint)
             if self._endpoint is not None:
@@ -387,18 +389,6 @@ class _Backlog:
     first: Descriptor
     #: The seq of the next older frame to return.
     next_seq: int
-
-
-def _check_readable(segment: str) -> None:
-    """Raise RingNotReadable if this user may not map *segment*. Checked when the path is
-    taken, because such a reader would otherwise hear nothing at all (the descriptor socket
-    is as closed to it as the ring) and only time out."""
-    try:
-        RingReader.open(segment).close()
-    except RingNotReadable:
-        raise
-    except RingError:
-        pass  # not there yet, or replaced since the lookup: the descriptors will tell
 
 
 def _milliseconds(wait: float) -> int:

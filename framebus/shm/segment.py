@@ -58,10 +58,30 @@ def create(name: str, size: int) -> mmap.mmap:
 
 
 def open_readonly(name: str) -> mmap.mmap:
-    """Map existing segment *name* read-only. Raises RingError if it is missing, or not
-    ours to read (another user's: rings are owner-only)."""
+    """Map existing segment *name* read-only. Raises RingError if it is missing, and
+    RingNotReadable if it is not ours to read (another user's: rings are owner-only)."""
+    shm = _open_readonly(name)
     try:
-        shm = posix_ipc.SharedMemory(name, read_only=True)
+        if shm.size == 0:
+            raise RingError(f"segment {name} is empty")
+        return mmap.mmap(shm.fd, shm.size, prot=mmap.PROT_READ)
+    finally:
+        shm.close_fd()
+
+
+def check_readable(name: str) -> None:
+    """Raise RingNotReadable if this user may not read segment *name*; a missing one passes."""
+    try:
+        _open_readonly(name).close_fd()
+    except RingNotReadable:
+        raise
+    except RingError:
+        pass
+
+
+def _open_readonly(name: str) -> posix_ipc.SharedMemory:
+    try:
+        return posix_ipc.SharedMemory(name, read_only=True)
     except posix_ipc.ExistentialError:
         raise RingError(f"no shared-memory segment {name}") from None
     except posix_ipc.PermissionsError:
@@ -69,12 +89,6 @@ def open_readonly(name: str) -> mmap.mmap:
             f"shared-memory segment {name} is not readable by this user: it is another "
             "user's, shared with none of this user's groups (its producer shares it with a "
             "group when started with FRAMEBUS_GROUP=name)") from None
-    try:
-        if shm.size == 0:
-            raise RingError(f"segment {name} is empty")
-        return mmap.mmap(shm.fd, shm.size, prot=mmap.PROT_READ)
-    finally:
-        shm.close_fd()
 
 
 def unlink(name: str) -> bool:
