@@ -23,6 +23,8 @@ from framebus.testing import media
 log = logging.getLogger("bench.web")
 
 CHROMIUM = "/usr/bin/chromium"
+#: Playwright's own 30 s was once too short for a page to open, on a machine at load 24.
+PATIENCE_MS = 90_000
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--autoplay-policy=no-user-gesture-required",
@@ -110,6 +112,7 @@ class Rig:
         """A page of the console's origin (loopback: Chromium's local network access checks
         refuse a page of no origin its WebSocket to 127.0.0.1), showing *html* if given."""
         page = self.browser.new_page(viewport={"width": 800, "height": 600})
+        page.set_default_timeout(PATIENCE_MS)
         page.goto(self.url + "/static/player.js")
         if html is not None:
             page.set_content(html, wait_until="commit")
