@@ -186,3 +186,28 @@ def test_ls_and_stat_show_packets_bitrate_keyint_and_the_decode_mode(procs, brok
     out, _ = ls.communicate(timeout=20)
     kinds = sorted(s["kind"] for s in json.loads(out) if s["name"] == stream_name)
     assert kinds == ["frames", "packets"]
+
+
+def _packet(data: bytes, pts: int | None, key: bool) -> av.Packet:
+    p = av.Packet(data)
+    p.pts = p.dts = pts
+    p.time_base = Fraction(1, 90000)
+    p.is_keyframe = key
+    return p
+
+
+def test_the_parts_of_one_picture_are_joined_and_whole_ones_pass_as_they_are(tmp_path):
+    """As FFmpeg's RTSP demuxer gives a two-slice key frame: two packets of one pts/dts."""
+    from framebus.decoder.source import whole_pictures
+
+    path = encode_with(tmp_path / "clip.mp4", "libx264", 3)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        parts = [_packet(b"\0\0\0\1\x65one", 0, True), _packet(b"\0\0\0\1\x65two", 0, True),
+                 _packet(b"\0\0\0\1\x41p", 3600, False), _packet(b"\0\0\0\1\x41q", 7200, False)]
+        out = list(whole_pictures(parts, stream))
+        assert [bytes(p) for p in out] == [b"\0\0\0\1\x65one\0\0\0\1\x65two",
+                                           b"\0\0\0\1\x41p", b"\0\0\0\1\x41q"]
+        assert [(p.pts, p.dts, p.is_keyframe) for p in out] == [(0, 0, True), (3600, 3600, False),
+                                                               (7200, 7200, False)]
+        assert out[1] is parts[2] and out[2] is parts[3]  # whole pictures: the same packets

@@ -170,3 +170,16 @@ def test_sigkilled_recorder_leaves_a_playable_file(clip, tmp_path):
     assert len(got) >= 100
     assert [p.data for p in got] == [p.data for p in packets[:len(got)]]
     assert decoded(out) == len(got)
+
+
+def test_the_parts_of_one_picture_make_one_sample(clip, tmp_path):
+    """A picture split in two packets of one pts/dts (an RTSP camera's slices) is one
+    sample of the file, its bytes the parts' joined; MP4 would refuse the second dts."""
+    codec, packets = demux(clip)
+    rec = Remuxer(str(tmp_path / "out.mp4"))
+    for p in packets:
+        half = len(p.data) // 2
+        rec.add(p.data[:half], p, codec)
+        rec.add(p.data[half:], p, codec)
+    rec.close()
+    assert [p.data for p in demux(tmp_path / "out.mp4")[1]] == [p.data for p in packets]
