@@ -22,6 +22,7 @@ recorder against the packet recorder on one of them, both measured in the same w
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -30,6 +31,8 @@ from pathlib import Path
 import click
 
 from bench.camsite import CLIP_SECONDS, Site, clip, long_clip, recordings, result, slices, verify
+from framebus.discovery import BrokerClient
+from framebus.errors import FramebusError
 from framebus.testing.rtsp import RtspServer, rtsp_available
 
 ALWAYS = 3  # cameras of the --decode always side run
@@ -46,6 +49,27 @@ def decoders(site: Site, server: RtspServer, names: list[str], first: int, mode:
     for i, name in enumerate(names):
         site.framebus(group, "decode", server.urls[first + i], "--name", name, "--decode",
                       mode, "--format", "yuv420p")
+        time.sleep(0.3)  # started together, their imports starve the ones already reading
+
+
+def wait_for_packets(names: list[str], timeout: float = 90) -> None:
+    """Until the broker lists a packet stream of every name (the decoders are up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with BrokerClient(None, timeout=2.0) as client:
+                listed = {s.name for s in client.streams(kind="packets") if s.alive}
+        except FramebusError:
+            listed = set()
+        if set(names) <= listed:
+            return
+        time.sleep(1)
+
+
+def recorder_losses(said: str) -> dict[str, int]:
+    """Per stream, the packets the recorder says it lost (its summary lines)."""
+    found = re.findall(r"^(\S+): \d+ packets in \d+ file\(s\), (\d+) lost$", said, re.M)
+    return {name: int(n) for name, n in found}
 
 
 def main_site(site: Site, server: RtspServer, n: int, seconds: float, out: Path) -> dict:
@@ -54,9 +78,11 @@ def main_site(site: Site, server: RtspServer, n: int, seconds: float, out: Path)
     keyed, demanded = names[:n - DEMAND], names[n - DEMAND:]
     decoders(site, server, keyed, 0, "keyframes", "keyframes")
     decoders(site, server, demanded, n - DEMAND, "demand", "demand")
+    wait_for_packets(names)
+    time.sleep(5)  # the machine settles after the decoders' start
     site.framebus("recorder", "record", "cam*", str(out / "{stream}" / "%H%M%S.mp4"),
                   "--segment", "10s")
-    time.sleep(8 + n * 0.4)  # every decoder has connected and published a key frame
+    time.sleep(8)  # the recorder has found every stream and started at a key frame
     keys = site.start("readers", "-m", "bench.camreaders", "keys", "--seconds",
                       str(seconds), *keyed, stdout=subprocess.PIPE)
     half = max(5.0, seconds / 4)
@@ -68,7 +94,8 @@ def main_site(site: Site, server: RtspServer, n: int, seconds: float, out: Path)
     figures = {"cpu": cpu, "keys": result(keys), "demand": [result(d) for d in demand]}
     time.sleep(1)
     site.stop("recorder")
-    figures["recorder_said"] = site.stderr(site.groups["recorder"][0])
+    figures["recorder_said"] = said = site.stderr(site.groups["recorder"][0])
+    figures["lost"] = recorder_losses(said)
     site.stop("keyframes")
     site.stop("demand")
     source = slices(clip())
@@ -148,7 +175,13 @@ def report(n: int, seconds: float, f: dict, full: dict, took: float) -> None:
           f"in order, bit-identical) | {n - len(bad)}/{n} ({pictures} pictures, "
           f"{sum(c.files for c in checks.values())} files) | {n}/{n} | {mark(not bad)} |")
     gaps = sum(c.gaps + c.wrong for c in checks.values())
-    print(f"| pictures lost or wrong in the recordings | {gaps} | 0 | {mark(gaps == 0)} |")
+    print(f"| pictures of the clip missing or wrong in the recordings (at the source or "
+          f"the recorder) | {gaps} | 0 | {mark(gaps == 0)} |")
+    lost = f["lost"]
+    said_all = len(lost) == n
+    print(f"| packets the recorder lost (published but not recorded) | "
+          f"{sum(lost.values()) if said_all else 'not said'} | 0 | "
+          f"{mark(said_all and not any(lost.values()))} |")
     frames = f["keys"].get("frames", {})
     rates = [frames.get(f"cam{i}", 0) / seconds for i in range(keyed)]
     slowest = min(rates) if rates else 0.0
@@ -180,6 +213,7 @@ def report(n: int, seconds: float, f: dict, full: dict, took: float) -> None:
           f"{mark(ratio <= 0.1)} |")
     for name in bad:
         print(f"{name}: {checks[name]}")
+    print(f"demand readers: {f['demand']}")
     if full.get("said"):
         print(f"\nthe re-encoding recorder said:\n{full['said'][-1500:]}")
     if bad:

@@ -67,8 +67,14 @@ class Recording:
     name: str
     sub: PacketSubscriber
     remuxer: Remuxer
-    lost: int = 0
+    overwritten: int = 0  # taken, but lapped before they were copied
     failed: str | None = None
+
+    @property
+    def lost(self) -> int:
+        """Packets the producer published that this recording does not have: lapped in the
+        ring before they were read, or while they were copied."""
+        return self.sub.dropped + self.overwritten
 
     def pump(self) -> int:
         """Copy every packet the ring holds now; how many."""
@@ -77,7 +83,7 @@ class Recording:
             try:
                 data = packet.bytes()
             except FrameOverwritten:
-                self.lost += 1
+                self.overwritten += 1
                 log.warning("%s: packet %d overwritten before it was copied", self.name,
                             packet.seq)
                 continue
