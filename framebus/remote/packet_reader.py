@@ -80,6 +80,7 @@ class RemotePackets:
         self.bytes = 0  # payload bytes received
         self._asked = 0.0
         self._quiet_until = 0.0
+        self._refused = False
         self._refusals = Backoff(REFUSED_FIRST, REFUSED_CAP, stable_after=math.inf)
         self._said = Throttle(log, 10.0)
         self._ask()
@@ -97,8 +98,8 @@ class RemotePackets:
                 counts.dropped += 1
                 self._queue[0].skipped += 1
         now = time.monotonic()
-        if now - self._asked > ASK_AGAIN_AFTER and now >= self._quiet_until:
-            self._ask()  # the relay may have restarted, or forgotten a silent reader
+        if now >= self._quiet_until and (self._refused or now - self._asked > ASK_AGAIN_AFTER):
+            self._ask()  # refused a pause ago; or the relay restarted, or forgot a silent reader
         if not self._queue:
             return None
         packet = self._queue.popleft()
@@ -130,6 +131,7 @@ class RemotePackets:
         except zmq.Again:
             pass  # not connected yet: asked again within ASK_AGAIN_AFTER
         self._asked = time.monotonic()
+        self._refused = False
 
     def _read_one(self, counts: Counts) -> bool:
         """Read one message if one is there; whether one was."""
@@ -152,6 +154,7 @@ class RemotePackets:
             code, message = wire.parse_error(parts[1].bytes)
             self._said.warning("%s: the relay says %s: %s", self.name, code, message, key=code)
             self._quiet_until = time.monotonic() + self._refusals.next()
+            self._refused = True  # asked again once the pause is over
             return
         if kind != wire.PACKETS or len(parts) != 3:
             raise ProtocolError("not a packet batch")

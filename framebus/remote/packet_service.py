@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from .. import config
 from ..protocol import relay as wire
 from ..protocol.relay_packets import MAX_ENTRIES, PacketBatch, WireCodec, WireEntry
 from .packet_feed import Buffered, PacketFeed
@@ -55,16 +56,23 @@ class PacketService:
         self._readers: dict[tuple[int, bytes], Reader] = {}
         self.sent = 0  # packets sent
 
-    def on_request(self, socket: zmq.Socket, key: tuple[int, bytes],
-                   want: wire.PacketsWant) -> str | None:
-        """A reader's request (its first, or an acknowledgement); a refusal's reason."""
+    def on_request(self, socket: zmq.Socket, key: tuple[int, bytes], want: wire.PacketsWant,
+                   known: frozenset[str]) -> tuple[str, str] | None:
+        """A reader's request (its first, or an acknowledgement), *known* the packet streams
+        the broker knows on this host; a refusal's code and reason, or None."""
         reader = self._readers.get(key)
         if reader is None:
+            if want.stream not in known and want.stream not in self._feeds:
+                # A feed costs a thread: none for a name the broker has not heard of. The
+                # reader asks again after a pause (a producer may be starting).
+                return "not_found", (f"no packet stream named {want.stream!r} on host "
+                                     f"{config.host_id()} (a decoder publishes its source's "
+                                     "packets; a Publisher's stream has none)")
             if len(self._readers) >= MAX_READERS:
-                return f"the relay serves {MAX_READERS} packet readers already"
+                return "full", f"the relay serves {MAX_READERS} packet readers already"
             feed = self._feed(want.stream)
             if feed is None:
-                return f"the relay reads {MAX_FEEDS} packet streams already"
+                return "full", f"the relay reads {MAX_FEEDS} packet streams already"
             # Its count of batches goes on from what it has read (from a relay before this
             # one, say): the batches ahead of it are counted from there.
             reader = self._readers[key] = Reader(socket, key[1], want, time.monotonic(),

@@ -43,6 +43,8 @@ class Registration(Heartbeat):
         self._next_beat = 0.0
         #: Names of the streams the broker knows on this host, as of the last refresh.
         self.known: frozenset[str] = frozenset()
+        #: ... and of the packet streams (a decoder's; a Publisher's stream has none).
+        self.known_packets: frozenset[str] = frozenset()
         self.started = 0  # refreshes begun
         self.done = 0  # the number of the last refresh finished, whether the broker answered
         self._full = Throttle(log, REFUSALS_LOGGED)  # the broker has no room for the relay
@@ -73,7 +75,9 @@ class Registration(Heartbeat):
                     self._full.warning("relay: %s; retrying every beat", exc)
                 self._next_beat = time.monotonic() + config.HEARTBEAT_INTERVAL
             host = config.host_id()
-            self.known = frozenset(s.name for s in self.client.streams(host=host))
+            streams = self.client.streams(host=host, kind="all")
+            self.known = frozenset(s.name for s in streams if s.kind == "frames")
+            self.known_packets = frozenset(s.name for s in streams if s.kind == "packets")
         finally:  # answered or not, the subscribers waiting for this refresh hear of it
             self.done = number
             self._tell_the_loop()

@@ -157,8 +157,11 @@ class Relay:
             self._packets.forget(key)
             return
         if isinstance(want, wire.PacketsWant):
-            if (why := self._packets.on_request(socket, key, want)) is not None:
-                self._refuse(socket, identity, "full", why)
+            known = self._registration.known_packets
+            if (refusal := self._packets.on_request(socket, key, want, known)) is not None:
+                if refusal[0] == "not_found":
+                    self._registration.refresh_soon()  # the next request may find it
+                self._refuse(socket, identity, *refusal)
             return
         sub = self._subscribers.get(key)
         if sub is None:
