@@ -31,6 +31,7 @@ from pathlib import Path
 import click
 
 from bench.camsite import CLIP_SECONDS, Site, clip, long_clip, recordings, result, slices, verify
+from bench.common import sweep_rings
 from framebus.discovery import BrokerClient
 from framebus.errors import FramebusError
 from framebus.testing.rtsp import RtspServer, rtsp_available
@@ -154,6 +155,7 @@ def main(cameras: int, seconds: float, quick: bool) -> None:
             full = always_site(site, site.server, cameras, seconds, Path(tmp))
         finally:
             site.close()
+            sweep_rings(env["FRAMEBUS_SHM_PREFIX"])  # of a decoder that had to be killed
     report(cameras, seconds, figures, full, time.monotonic() - started)
 
 
