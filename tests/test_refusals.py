@@ -161,7 +161,7 @@ def test_a_subscriber_the_relay_refuses_backs_off(services, monkeypatch, refusal
             client.request("relay", host="elsewhere", endpoint=relay.endpoint, pid=1)
             register_fake(client, "refused", "elsewhere")
         else:  # the relay reads no stream more
-            monkeypatch.setattr(relay_module, "MAX_FEEDS", 0)
+            monkeypatch.setattr(relay._feeds, "most", 0)
             register_fake(client, "refused", config.host_id())
     with framebus.Subscriber("refused", transport="tcp") as sub:
         seen = requests_seen(lambda: relay.rejected, sub, 1.0, 4.0)
@@ -214,15 +214,15 @@ def test_a_subscriber_refused_for_seconds_gets_every_frame_once_served(services,
     """Refused "full" for 3 s, the subscriber is served within the pause's cap once the relay
     has room, and then at the stream's rate: the pause starts over with the first frame."""
     services.broker()
-    services.relay()
-    monkeypatch.setattr(relay_module, "MAX_FEEDS", 0)
+    relay = services.relay()
+    monkeypatch.setattr(relay._feeds, "most", 0)
     producer = Producer("room")
     producer.start()
     try:
         with framebus.Subscriber("room", transport="tcp") as sub:
             with pytest.raises(framebus.Timeout):
                 sub.recv(timeout=3.0)
-            monkeypatch.setattr(relay_module, "MAX_FEEDS", 64)
+            monkeypatch.setattr(relay._feeds, "most", 64)
             sub.recv(timeout=2.5)
             started = time.monotonic()
             frames = [sub.recv(timeout=1.0) for _ in range(30)]

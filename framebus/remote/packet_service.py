@@ -21,6 +21,7 @@ import zmq
 from .. import config
 from ..protocol import relay as wire
 from ..protocol.relay_packets import MAX_ENTRIES, PacketBatch, WireCodec, WireEntry
+from .feeds import FeedPool
 from .packet_feed import Buffered, PacketFeed
 
 log = logging.getLogger("framebus.remote.relay")
@@ -52,7 +53,8 @@ class PacketService:
 
     def __init__(self, broker: str, context: zmq.Context) -> None:
         self._broker, self._context = broker, context
-        self._feeds: dict[str, PacketFeed] = {}
+        self._feeds = FeedPool(lambda stream: PacketFeed(stream, broker, context),
+                               most=MAX_FEEDS, idle=FEED_IDLE)
         self._readers: dict[tuple[int, bytes], Reader] = {}
         self.sent = 0  # packets sent
 
@@ -70,7 +72,7 @@ class PacketService:
                                      "packets; a Publisher's stream has none)")
             if len(self._readers) >= MAX_READERS:
                 return "full", f"the relay serves {MAX_READERS} packet readers already"
-            feed = self._feed(want.stream)
+            feed = self._feeds.want(want.stream, self._wanted())
             if feed is None:
                 return "full", f"the relay reads {MAX_FEEDS} packet streams already"
             # Its count of batches goes on from what it has read (from a relay before this
@@ -136,42 +138,17 @@ class PacketService:
         self.sent += len(packets)
         return True
 
-    def _feed(self, stream: str) -> PacketFeed | None:
-        feed = self._feeds.get(stream)
-        if feed is None or not feed.is_alive():
-            if feed is None and len(self._feeds) >= MAX_FEEDS and not self._drop_a_feed():
-                return None
-            feed = self._feeds[stream] = PacketFeed(stream, self._broker, self._context)
-            feed.start()
-        feed.idle_since = None
-        return feed
-
-    def _drop_a_feed(self) -> bool:
-        wanted = {r.want.stream for r in self._readers.values()}
-        idle = [name for name in self._feeds if name not in wanted]
-        if not idle:
-            return False
-        self._feeds.pop(idle[0]).stop()
-        return True
+    def _wanted(self) -> set[str]:
+        return {r.want.stream for r in self._readers.values()}
 
     def sweep(self, now: float) -> None:
         for key, reader in list(self._readers.items()):
             if now - reader.last_seen > READER_IDLE:
                 del self._readers[key]
-        wanted = {r.want.stream for r in self._readers.values()}
-        for name, feed in list(self._feeds.items()):
-            if name in wanted:
-                continue
-            feed.idle_since = feed.idle_since or now
-            if now - feed.idle_since > FEED_IDLE:
-                feed.stop()
-                del self._feeds[name]
+        self._feeds.sweep(self._wanted(), now)
 
     def close(self) -> None:
-        for feed in self._feeds.values():
-            feed.stop()
-        for feed in self._feeds.values():
-            feed.join(2)
+        self._feeds.close()
 
 
 def _start(feed: PacketFeed, want: wire.PacketsWant) -> tuple[int, bool, int]:

@@ -30,6 +30,7 @@ from ..support.throttle import Throttle
 from . import packet_feed
 from .client import Client
 from .feed import NOTIFY, Feed
+from .feeds import FeedPool
 from .packet_service import PacketService
 from .registration import Registration
 from .sending import SlotSends, check_message
@@ -69,7 +70,8 @@ class Relay:
         self._context = zmq.Context(IO_THREADS) if context is None else context
         self._sockets: list[zmq.Socket] = []
         self._keys = self._notify = None
-        self._feeds: dict[str, Feed] = {}
+        self._feeds = FeedPool(lambda stream: Feed(stream, self.broker, self._context),
+                               most=MAX_FEEDS, idle=FEED_IDLE)
         self._subscribers: dict[tuple[int, bytes], Client] = {}
         self.sent = self.rejected = self.torn = 0
         self._slot_sends = SlotSends()
@@ -187,7 +189,7 @@ class Relay:
             self._registration.refresh_soon()
 
     def _start_serving(self, key: tuple[int, bytes], sub: Client) -> None:
-        feed = self._feed(sub.want.stream)
+        feed = self._feeds.want(sub.want.stream, self._wanted())
         if feed is None:
             del self._subscribers[key]
             self._refuse(sub.socket, sub.identity, "full",
@@ -299,42 +301,16 @@ class Relay:
     def _key(self, sub: Client) -> tuple[int, bytes]:
         return (self._sockets.index(sub.socket), sub.identity)
 
-    def _feed(self, stream: str) -> Feed | None:
-        """The feed reading *stream*, started if need be; None if MAX_FEEDS are all wanted."""
-        feed = self._feeds.get(stream)
-        if feed is None or not feed.is_alive():
-            if feed is None and len(self._feeds) >= MAX_FEEDS and not self._drop_a_feed():
-                return None
-            feed = self._feeds[stream] = Feed(stream, self.broker, self._context)
-            feed.start()
-        feed.idle_since = None
-        return feed
-
-    def _drop_a_feed(self) -> bool:
-        """Stop the feed of a stream no subscriber wants now, idle longest, to make room."""
-        wanted = {sub.want.stream for sub in self._subscribers.values()}
-        now = time.monotonic()
-        idle = [name for name, feed in self._feeds.items()
-                if name not in wanted or not feed.is_alive()]
-        if not idle:
-            return False
-        name = min(idle, key=lambda name: self._feeds[name].idle_since or now)
-        self._feeds.pop(name).stop()
-        return True
+    def _wanted(self) -> set[str]:
+        return {sub.want.stream for sub in self._subscribers.values()}
 
     def _sweep(self, now: float) -> None:
         for key, sub in list(self._subscribers.items()):
             if now - sub.last_seen > CLIENT_IDLE:
                 del self._subscribers[key]
-        wanted = {sub.want.stream for sub in self._subscribers.values()}
-        for name, feed in list(self._feeds.items()):
+        for feed in self._feeds:
             self._update_demand(feed)  # subscribers that went quiet stop costing copies
-            if name in wanted:
-                continue
-            feed.idle_since = feed.idle_since or now
-            if now - feed.idle_since > FEED_IDLE:
-                feed.stop()
-                del self._feeds[name]
+        self._feeds.sweep(self._wanted(), now)
 
     def reload_keys(self) -> None:
         """Re-read the authorized client keys (SIGHUP): they apply to new connections."""
@@ -342,10 +318,7 @@ class Relay:
             self._keys.reload()
 
     def close(self) -> None:
-        for feed in self._feeds.values():
-            feed.stop()
-        for feed in self._feeds.values():
-            feed.join(2)
+        self._feeds.close()
         self._packets.close()
         for socket in self._sockets:
             socket.close(linger=0)
