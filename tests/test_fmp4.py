@@ -4,47 +4,20 @@ back, packet for packet, and the codec string is the SPS's."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import pytest
 
+from framebus.packets.layout import CodecInfo
 from framebus.testing import media
+from framebus.testing.media import DemuxedPacket
 from framebus.web.fmp4 import Muxer, Unplayable, annexb_units, length_prefixed
 
 
-@dataclass(frozen=True)
-class Codec:
-    name: str
-    extradata: bytes
-    time_base: tuple[int, int]
-    width: int = 320
-    height: int = 240
-
-
-@dataclass(frozen=True)
-class Pkt:
-    data: bytes
-    pts: int | None
-    dts: int | None
-    duration: int
-    keyframe: bool
-
-
-def demux_file(path: Path) -> tuple[Codec, list[Pkt]]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        tb = stream.time_base
-        codec = Codec("h264", bytes(stream.codec_context.extradata or b""),
-                      (tb.numerator, tb.denominator))
-        return codec, [Pkt(bytes(p), p.pts, p.dts, p.duration, p.is_keyframe)
-                       for p in container.demux(stream) if p.size]
-
-
 def encode_annexb(frames: int, *, global_header: bool,
-                  options: dict[str, str] | None = None) -> tuple[Codec, list[Pkt]]:
+                  options: dict[str, str] | None = None) -> tuple[CodecInfo, list[DemuxedPacket]]:
     """Packets of a bare libx264 encoder, as a live producer has them: Annex B, with the
     SPS/PPS in the extradata (global header) or in each key frame."""
     ctx = av.CodecContext.create("libx264", "w")
@@ -60,23 +33,23 @@ def encode_annexb(frames: int, *, global_header: bool,
         frame.pts = i * 3600
         packets += ctx.encode(frame.reformat(format="yuv420p"))
     packets += ctx.encode(None)
-    codec = Codec("h264", bytes(ctx.extradata or b""), (1, 90000))
-    return codec, [Pkt(bytes(p), p.pts, p.dts, 3600, p.is_keyframe) for p in packets]
+    codec = CodecInfo("h264", bytes(ctx.extradata or b""), (1, 90000), 320, 240)
+    return codec, [DemuxedPacket.of(p, duration=3600) for p in packets]
 
 
-def mux(codec: Codec, packets: list[Pkt]) -> tuple[Muxer, bytes]:
+def mux(codec: CodecInfo, packets: list[DemuxedPacket]) -> tuple[Muxer, bytes]:
     muxer = Muxer(codec, packets[0].data)
     body = b"".join(muxer.fragment(p.data, pts=p.pts, dts=p.dts, duration=p.duration,
                                    keyframe=p.keyframe) for p in packets)
     return muxer, muxer.init + body
 
 
-def read_back(data: bytes) -> tuple[bytes, list[Pkt], int]:
+def read_back(data: bytes) -> tuple[bytes, list[DemuxedPacket], int]:
     """(avcC, packets, frames decoded) as FFmpeg's mov demuxer and decoder see *data*."""
     with av.open(io.BytesIO(data), format="mp4") as container:
         stream = container.streams.video[0]
         extradata = bytes(stream.codec_context.extradata)
-        packets = [Pkt(bytes(p), p.pts, p.dts, p.duration, p.is_keyframe)
+        packets = [DemuxedPacket.of(p)
                    for p in container.demux(stream) if p.size]
     with av.open(io.BytesIO(data), format="mp4") as container:
         decoded = sum(1 for _ in container.decode(video=0))
@@ -89,7 +62,7 @@ def clip(tmp_path_factory) -> Path:
 
 
 def test_an_mp4_sources_packets_come_back_bit_identical_with_their_times(clip):
-    codec, packets = demux_file(clip)
+    codec, packets = media.demux(clip)
     muxer, data = mux(codec, packets)
     avcc, back, decoded = read_back(data)
     assert avcc == codec.extradata  # the source's own avcC, untouched
@@ -146,7 +119,7 @@ def test_b_frames_keep_their_composition_offsets():
 
 
 def test_time_going_backwards_still_goes_forwards_in_the_track(clip):
-    codec, packets = demux_file(clip)
+    codec, packets = media.demux(clip)
     again = packets[:25] + packets[:25]  # a producer that started over
     _, data = mux(codec, again)
     _, back, _ = read_back(data)
@@ -156,6 +129,6 @@ def test_time_going_backwards_still_goes_forwards_in_the_track(clip):
 
 def test_codecs_mse_does_not_take_here_are_refused_clearly():
     with pytest.raises(Unplayable, match="hevc"):
-        Muxer(Codec("hevc", b"", (1, 90000)))
+        Muxer(CodecInfo("hevc", b"", (1, 90000), 320, 240))
     with pytest.raises(Unplayable, match="SPS"):
-        Muxer(Codec("h264", b"", (1, 90000)), b"\x00\x00\x00\x01\x65\x88")
+        Muxer(CodecInfo("h264", b"", (1, 90000), 320, 240), b"\x00\x00\x00\x01\x65\x88")

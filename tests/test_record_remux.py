@@ -8,44 +8,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import pytest
 
+from framebus.packets.layout import CodecInfo
 from framebus.record import Remuxer
 from framebus.record.template import UnsupportedCodec
 from framebus.testing import media
-
-
-@dataclass(frozen=True)
-class Codec:
-    name: str
-    extradata: bytes
-    time_base: tuple[int, int]
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class Pkt:
-    data: bytes
-    pts: int | None
-    dts: int | None
-    duration: int
-    keyframe: bool
-
-
-def demux(path: Path) -> tuple[Codec, list[Pkt]]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        cc = stream.codec_context
-        tb = stream.time_base
-        codec = Codec(cc.name, bytes(cc.extradata or b""), (tb.numerator, tb.denominator),
-                      cc.width, cc.height)
-        return codec, [Pkt(bytes(p), p.pts, p.dts, p.duration, p.is_keyframe)
-                       for p in container.demux(stream) if p.size]
+from framebus.testing.media import DemuxedPacket
 
 
 def decoded(path: Path) -> int:
@@ -60,12 +32,12 @@ def clip(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_one_file_is_bit_identical(clip, tmp_path, suffix):
-    codec, packets = demux(clip)
+    codec, packets = media.demux(clip)
     rec = Remuxer(str(tmp_path / f"out{suffix}"))
     for p in packets:
         rec.add(p.data, p, codec)
     rec.close()
-    out_codec, out = demux(tmp_path / f"out{suffix}")
+    out_codec, out = media.demux(tmp_path / f"out{suffix}")
     assert [p.data for p in out] == [p.data for p in packets]
     assert [p.keyframe for p in out] == [p.keyframe for p in packets]
     assert (out_codec.width, out_codec.height, out_codec.extradata) == (320, 240,
@@ -76,30 +48,30 @@ def test_one_file_is_bit_identical(clip, tmp_path, suffix):
 
 
 def test_starts_on_a_key_frame(clip, tmp_path):
-    codec, packets = demux(clip)
+    codec, packets = media.demux(clip)
     rec = Remuxer(str(tmp_path / "out.mp4"))
     written = [p for p in packets[10:] if rec.add(p.data, p, codec)]
     rec.close()
     assert rec.waiting_for_key == 15 and written[0].keyframe
-    assert [p.data for p in demux(tmp_path / "out.mp4")[1]] == [p.data for p in packets[25:]]
+    assert [p.data for p in media.demux(tmp_path / "out.mp4")[1]] == [p.data for p in packets[25:]]
 
 
 def test_segments_lose_and_duplicate_nothing(clip, tmp_path):
-    codec, packets = demux(clip)  # 6 s, a key frame a second
+    codec, packets = media.demux(clip)  # 6 s, a key frame a second
     rec = Remuxer(str(tmp_path / "seg.mp4"), segment=2.0)
     for p in packets:
         rec.add(p.data, p, codec)
     rec.close()
     assert [f.path.name for f in rec.files] == ["seg.mp4", "seg-2.mp4", "seg-3.mp4"]
-    joined = [p.data for f in rec.files for p in demux(f.path)[1]]
+    joined = [p.data for f in rec.files for p in media.demux(f.path)[1]]
     assert joined == [p.data for p in packets]
     for f in rec.files:
-        first = demux(f.path)[1][0]
+        first = media.demux(f.path)[1][0]
         assert first.keyframe and f.packets == 50 and decoded(f.path) == 50
 
 
 def test_strftime_pattern(clip, tmp_path):
-    codec, packets = demux(clip)
+    codec, packets = media.demux(clip)
     rec = Remuxer(str(tmp_path / "cam-%Y%m%d-%H%M%S.mkv"), segment=2.0)
     wall = 1_800_000_000.0
     for i, p in enumerate(packets):
@@ -114,24 +86,24 @@ def test_codec_change_and_restart_start_new_files(tmp_path):
     small, bigger = tmp_path / "a.mp4", tmp_path / "b.mp4"
     media.encode(small, 50, 320, 240)
     media.encode(bigger, 50, 640, 480)
-    ca, pa = demux(small)
-    cb, pb = demux(bigger)
+    ca, pa = media.demux(small)
+    cb, pb = media.demux(bigger)
     rec = Remuxer(str(tmp_path / "out.mp4"))
     for codec, packets in ((ca, pa), (cb, pb), (cb, pb)):  # a resize, then a restart
         for p in packets:
             rec.add(p.data, p, codec)
     rec.close()
     assert len(rec.files) == 3
-    sizes = [demux(f.path)[0] for f in rec.files]
+    sizes = [media.demux(f.path)[0] for f in rec.files]
     assert [(c.width, c.height) for c in sizes] == [(320, 240), (640, 480), (640, 480)]
     for f, packets in zip(rec.files, (pa, pb, pb)):
-        assert [p.data for p in demux(f.path)[1]] == [p.data for p in packets]
+        assert [p.data for p in media.demux(f.path)[1]] == [p.data for p in packets]
 
 
 def test_unknown_codec_is_a_clear_error(tmp_path):
     rec = Remuxer(str(tmp_path / "out.mp4"))
     with pytest.raises(UnsupportedCodec, match="cannot record 'rawvideo'"):
-        rec.add(b"x", Pkt(b"x", 0, 0, 1, True), Codec("rawvideo", b"", (1, 25), 2, 2))
+        rec.add(b"x", DemuxedPacket(b"x", 0, 0, 1, True), CodecInfo("rawvideo", b"", (1, 25), 2, 2))
 
 
 KILLED = textwrap.dedent("""
@@ -163,8 +135,8 @@ def test_sigkilled_recorder_leaves_a_playable_file(clip, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-    _, packets = demux(clip)
-    _, got = demux(out)
+    _, packets = media.demux(clip)
+    _, got = media.demux(out)
     # Every fragment finished before the kill: the key frames at 0, 25, 50, 75 start them,
     # the one from 100 was still open.
     assert len(got) >= 100
@@ -175,11 +147,11 @@ def test_sigkilled_recorder_leaves_a_playable_file(clip, tmp_path):
 def test_the_parts_of_one_picture_make_one_sample(clip, tmp_path):
     """A picture split in two packets of one pts/dts (an RTSP camera's slices) is one
     sample of the file, its bytes the parts' joined; MP4 would refuse the second dts."""
-    codec, packets = demux(clip)
+    codec, packets = media.demux(clip)
     rec = Remuxer(str(tmp_path / "out.mp4"))
     for p in packets:
         half = len(p.data) // 2
         rec.add(p.data[:half], p, codec)
         rec.add(p.data[half:], p, codec)
     rec.close()
-    assert [p.data for p in demux(tmp_path / "out.mp4")[1]] == [p.data for p in packets]
+    assert [p.data for p in media.demux(tmp_path / "out.mp4")[1]] == [p.data for p in packets]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 from ..errors import RingError
 
@@ -60,6 +61,21 @@ KEYFRAME, CORRUPT = 1, 2
 
 def _align(n: int, to: int = PAGE) -> int:
     return (n + to - 1) // to * to
+
+
+class CodecLike(Protocol):
+    """What the muxers read of a codec: a ring's CodecInfo, or one sent by a relay."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def extradata(self) -> bytes: ...
+    @property
+    def time_base(self) -> tuple[int, int]: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
 
 
 @dataclass(frozen=True)

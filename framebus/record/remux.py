@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import av
 
+from ..packets.layout import CodecLike
 from .access import Assembler, Whole
 from .template import CODEC_IDS, template_stream
 
@@ -36,19 +37,6 @@ log = logging.getLogger("framebus.record")
 #: SIGKILL loses only the fragment being written (one write a packet: 25 a second).
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 MKV_OPTIONS = {"flush_packets": "1"}
-
-
-class CodecLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def extradata(self) -> bytes: ...
-    @property
-    def time_base(self) -> tuple[int, int]: ...
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
 
 
 class PacketLike(Protocol):

@@ -15,6 +15,7 @@ every frame a key frame; scene-cut detection would add key frames of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import av
 import cv2
 import numpy as np
 from av.video.frame import PictureType
+
+from ..packets.layout import CodecInfo
 
 MARKER_BITS = 12
 BLOCK = 16
@@ -120,3 +123,29 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two 8-bit pictures, in dB (inf when equal)."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+@dataclass(frozen=True)
+class DemuxedPacket:
+    """A packet as FFmpeg's demuxer gives it, its bytes copied: what a decoder publishes."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int | None
+    keyframe: bool
+
+    @classmethod
+    def of(cls, packet: av.Packet, duration: int | None = None) -> DemuxedPacket:
+        return cls(bytes(packet), packet.pts, packet.dts,
+                   packet.duration if duration is None else duration, packet.is_keyframe)
+
+
+def demux(path: Path) -> tuple[CodecInfo, list[DemuxedPacket]]:
+    """The codec and every packet of *path*'s first video stream, by PyAV's own demuxer."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        cc, tb = stream.codec_context, stream.time_base
+        codec = CodecInfo(cc.name, bytes(cc.extradata or b""), (tb.numerator, tb.denominator),
+                          cc.width, cc.height)
+        return codec, [DemuxedPacket.of(p) for p in container.demux(stream) if p.size]

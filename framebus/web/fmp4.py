@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Protocol
+
+from ..packets.layout import CodecLike
 
 #: The one track's id in every box that names it.
 TRACK = 1
@@ -38,19 +39,6 @@ SPS, PPS = 7, 8
 
 class Unplayable(ValueError):
     """Packets this muxer cannot put into an MP4 the browser plays (a codec, or no SPS)."""
-
-
-class CodecLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def extradata(self) -> bytes: ...
-    @property
-    def time_base(self) -> tuple[int, int]: ...
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
 
 
 # -- boxes ---------------------------------------------------------------------------------
