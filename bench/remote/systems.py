@@ -138,11 +138,16 @@ class NetgearReceiver:
 
 
 def _zenoh_config(listen: str | None = None, connect: str | None = None):
-    """A Zenoh peer on loopback TCP that finds its peer by endpoint, not by scouting."""
+    """A Zenoh peer on loopback TCP that finds its peer by endpoint, not by scouting.
+
+    Its shared-memory transport is off: by default two peers on one host pass every message
+    over 3 KB through shared memory, which is not the network path this bench measures (and
+    leaves its pools' files in /dev/shm)."""
     import zenoh
 
     config = zenoh.Config()
     config.insert_json5("mode", '"peer"')
+    config.insert_json5("transport/shared_memory/enabled", "false")
     config.insert_json5("scouting/multicast/enabled", "false")
     config.insert_json5("listen/endpoints", json.dumps([listen] if listen else []))
     config.insert_json5("connect/endpoints", json.dumps([connect] if connect else []))
