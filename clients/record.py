@@ -55,10 +55,10 @@ import click
 
 import framebus
 from framebus.clients.recording import Recorder, Settings
+from framebus.listing import is_pattern
 from framebus.names import validate_stream_name
 from framebus.options import broker_option
 from framebus.record.live import has_packets
-from framebus.record.many import is_pattern
 
 log = logging.getLogger("framebus.clients.record")
 

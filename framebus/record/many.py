@@ -26,6 +26,7 @@ import zmq
 
 from ..discovery import BrokerClient
 from ..errors import FramebusError, FrameOverwritten
+from ..listing import is_pattern, validate_pattern
 from ..names import validate_stream_name
 from ..packets import PacketSubscriber
 from .remux import Remuxer, SegmentFile
@@ -45,16 +46,14 @@ LOOKUP_EVERY = 3.0
 OnFile = Callable[[str, SegmentFile, str], None]
 
 
-def is_pattern(name: str) -> bool:
-    return any(c in name for c in "*?[")
-
-
 def check_names(names: list[str], out: str) -> None:
     """ValueError with the reason, for a bad name or pattern, or an output pattern that
     would mix several streams' files."""
     for name in names:
-        validate_stream_name(name.replace("*", "a").replace("?", "a").replace("[", "a")
-                             .replace("]", "a").replace("!", "a"))
+        if is_pattern(name):
+            validate_pattern(name)
+        else:
+            validate_stream_name(name)
     if (len(names) > 1 or any(map(is_pattern, names))) and STREAM not in out:
         raise ValueError(f"{out}: recording several streams, the output pattern must name "
                          f"each stream's files with {STREAM} (e.g. {STREAM}/%Y%m%d-%H%M%S.mp4)")
