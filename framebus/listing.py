@@ -50,8 +50,9 @@ def validate_pattern(pattern: object) -> str:
     if not isinstance(pattern, str):
         raise InvalidName(f"a stream pattern must be a string, not {type(pattern).__name__}")
     if not 0 < len(pattern) <= 2 * MAX_NAME_LENGTH or not _PATTERN.fullmatch(pattern):
-        raise InvalidName(f"invalid stream pattern {pattern!r}: use up to {2 * MAX_NAME_LENGTH} "
-                          "letters, digits, '.', '_', '-' and the wildcards '*', '?', '[...]'")
+        raise InvalidName(f"invalid stream-name pattern {pattern!r}: use up to "
+                          f"{2 * MAX_NAME_LENGTH} letters, digits, '.', '_', '-' and the "
+                          "wildcards '*', '?', '[...]'")
     return pattern
 
 

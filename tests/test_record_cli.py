@@ -7,9 +7,10 @@ import signal
 import time
 
 import pytest
-from test_record_remux import decoded, demux
+from test_record_remux import decoded
 
 from framebus.testing import media
+from framebus.testing.media import demux
 
 pytestmark = pytest.mark.slow
 

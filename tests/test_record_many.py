@@ -8,9 +8,9 @@ import signal
 import time
 
 import pytest
-from test_record_remux import demux
 
 from framebus.testing import media, nals
+from framebus.testing.media import demux
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
