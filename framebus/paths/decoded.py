@@ -21,6 +21,7 @@ from typing import ClassVar, Literal
 from .. import pixfmt
 from ..frame import Frame
 from ..protocol.broker import StreamInfo
+from ..support.heap import keep_frames
 from .base import PathContext
 
 log = logging.getLogger("framebus.subscriber")
@@ -44,6 +45,7 @@ class DecodedPath:
         self._fmt = info.fmt if info.fmt in pixfmt.FORMATS else "bgr24"
         self._size = pixfmt.picture_size(self._fmt, info.shape) if info.fmt == self._fmt \
             else None
+        keep_frames(info.shape, info.dtype)  # each decoded frame reuses the last one's memory
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ready = threading.Condition()
         self._newest: Frame | None = None

@@ -30,6 +30,7 @@ from ..protocol import relay as wire
 from ..protocol.broker import StreamInfo
 from ..protocol.descriptor import Descriptor
 from ..support.backoff import Backoff
+from ..support.heap import keep_frames
 from .base import PathContext
 from .connection import RelayConnection
 from .decoded import DecodedPath
@@ -67,6 +68,7 @@ class RemotePath:
             raise ValueError(f"{self._name}: no relay serves host {info.host}")
         self._relay = RelayConnection(ctx.context, info.relay)
         log.info("%s: receiving through the relay at %s", self._name, info.relay)
+        keep_frames(info.shape, info.dtype)  # each frame reuses the last one's memory
         self._outstanding = 0  # credits sent and not answered yet
         self._asked = 0.0  # when the oldest of them was sent
         self._returned = 0.0  # when the last frame was handed over

@@ -21,6 +21,7 @@ from ..errors import FrameOverwritten, Timeout
 from ..frame import Frame
 from ..protocol.descriptor import Descriptor
 from ..subscriber import Subscriber
+from ..support.heap import keep_frames
 
 log = logging.getLogger("framebus.remote.relay")
 
@@ -135,6 +136,7 @@ class Feed(threading.Thread):
                     except Timeout:
                         continue
                     self.latest = (frame.token, frame.seq)
+                    keep_frames(frame.shape, frame.dtype.str)  # copies reuse freed memory
                     if self._due() and self._keep(frame) and self.waiting.is_set():
                         try:
                             notify.send_string(self.stream, zmq.NOBLOCK)
