@@ -34,6 +34,7 @@ class Phase:
     fps: float
     share: float  # of the phase's frames, the part it received
     latency_ms: np.ndarray
+    fresh_fps: float  # frames received within the phase at most FRESH_MS old, a second
 
 
 @dataclass
@@ -58,6 +59,9 @@ class Row:
 
     def latency(self, phase: str) -> tuple[float, float] | None:
         return percentiles([c[phase].latency_ms for c in self.subject])
+
+    def fresh_fps(self, phase: str) -> float | None:
+        return float(np.mean([c[phase].fresh_fps for c in self.subject])) if self.subject else None
 
     def other_fps(self, phase: str) -> float | None:
         return float(np.mean([c[phase].fps for c in self.others])) if self.others else None
@@ -99,8 +103,9 @@ def _phase_figures(samples: np.ndarray, phase: dict, slow: bool) -> Phase:
     else:
         fps = np.count_nonzero(inside) / window
     share = np.count_nonzero(published) / max(1, phase["end"] - phase["first"])
-    latency = (t_recv - t_write)[inside if slow else published] / 1e6
-    return Phase(float(fps), float(share), latency)
+    ages = (t_recv - t_write) / 1e6
+    fresh = np.count_nonzero(inside & (ages <= FRESH_MS)) / window
+    return Phase(float(fps), float(share), ages[inside if slow else published], float(fresh))
 
 
 def _framebus_checks(cell: Cell, reports: list[dict]) -> list[str]:
@@ -251,12 +256,13 @@ def _against_imagezmq(fb: Row | None, iz: Row | None, fb4: Row | None,
         Target(f"1080p raw, 1 consumer, flat out: frames/s >= {FLAT_OUT_RATIO}x imagezmq's",
                a >= FLAT_OUT_RATIO * b, f"{a:,.1f} vs {b:,.1f} fps = {a / b:.2f}x; their "
                f"latency p50/p99 {format_pair(fb.latency('flat'))} vs "
-               f"{format_pair(iz.latency('flat'))} ms"),
+               f"{format_pair(iz.latency('flat'))} ms; {_fresh(fb, iz)}"),
     ]
     if fb4 and iz4 and fb4.slow:
         a4, b4 = fb4.fps("flat") or 0.0, iz4.fps("flat") or 1.0
         found.append(Target("1080p raw, 4 consumers, flat out: frames/s per fast consumer >= "
-                            "imagezmq's", a4 >= b4, f"{a4:,.1f} vs {b4:,.1f} fps = {a4 / b4:.2f}x"))
+                            "imagezmq's", a4 >= b4,
+                            f"{a4:,.1f} vs {b4:,.1f} fps = {a4 / b4:.2f}x; {_fresh(fb4, iz4)}"))
         ages = [float(np.median(fb4.slow[p].latency_ms)) for p in PHASES
                 if fb4.slow[p].latency_ms.size]
         found.append(Target(f"1080p raw, the slow consumer's frames under {FRESH_MS:g} ms old "
@@ -265,6 +271,12 @@ def _against_imagezmq(fb: Row | None, iz: Row | None, fb4: Row | None,
                             f"ms (imagezmq's: {_median_ms(iz4.slow, 'paced')} / "
                             f"{_median_ms(iz4.slow, 'flat')} ms)"))
     return found
+
+
+def _fresh(fb: Row, iz: Row) -> str:
+    """The flat-out rate a live consumer can use: frames at most FRESH_MS old when taken."""
+    return (f"frames under {FRESH_MS:g} ms old: {fb.fresh_fps('flat') or 0:,.1f} vs "
+            f"{iz.fresh_fps('flat') or 0:,.1f} fps")
 
 
 def _fairness_target(system: str, size: str, solo: Row, four: Row) -> Target:
