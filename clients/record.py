@@ -192,6 +192,9 @@ def command(names: tuple[str, ...], out: Path, duration: float | None, frames: i
         if mode == "reencode":
             raise click.ClickException("several streams are recorded from packets only "
                                        "(--mode reencode records one stream)")
+        if frames is not None:
+            raise click.ClickException("--frames counts one stream's frames: with several "
+                                       "streams, stop them with --duration")
         from framebus.clients.record_packets import run_many
 
         run_many(list(names), str(out), duration, segment, pre, broker)
@@ -208,7 +211,7 @@ def command(names: tuple[str, ...], out: Path, duration: float | None, frames: i
     if mode == "packets":
         from framebus.clients.record_packets import run
 
-        run(name, str(out), duration, segment, pre, broker)
+        run(name, str(out), duration, segment, pre, broker, frames)
         return
     if segment or pre:
         raise click.ClickException(f"--segment and --pre need packets; {name!r} has none here "

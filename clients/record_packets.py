@@ -55,7 +55,7 @@ def periods(segment: str | None, pre: str | None) -> tuple[float | None, float]:
 
 
 def run(name: str, pattern: str, duration: float | None, segment: str | None,
-        pre: str | None, broker: str | None) -> None:
+        pre: str | None, broker: str | None, frames: int | None = None) -> None:
     period, preroll = periods(segment, pre)
     check_pattern(pattern)
 
@@ -73,7 +73,7 @@ def run(name: str, pattern: str, duration: float | None, segment: str | None,
             with PacketSubscriber(name, broker=broker, preroll=preroll) as sub:
                 click.echo(f"{name}: packet mode (copying packets, no decoding)", err=True)
                 reason = record_packets(sub, remuxer, lambda: stop.signal and
-                                        f"stopped by {stop.signal}", duration)
+                                        f"stopped by {stop.signal}", duration, frames)
         except UnsupportedCodec as exc:
             raise click.ClickException(str(exc)) from None
         finally:

@@ -36,6 +36,23 @@ def test_packet_mode_segments_are_the_clips_packets(broker, procs, stream_name, 
         assert demux(f)[1][0].keyframe and decoded(f) == len(demux(f)[1])
 
 
+def test_frames_ends_a_packet_recording_after_that_many_pictures(broker, procs, stream_name,
+                                                                 tmp_path):
+    clip = media.encode(tmp_path / "clip.mp4", 100, 320, 240, gop=25)  # 4 s at 25 fps
+    out = tmp_path / "thirty.mp4"
+    rec = procs.framebus("record", stream_name, str(out), "--frames", "30", "--mode",
+                         "packets")
+    dec = procs.framebus("decode", str(clip), "--name", stream_name)
+    assert rec.wait(60) == 0, rec.stderr.read()
+    assert "30 frames recorded" in rec.stderr.read()
+    procs.stop(dec)
+    _, source = demux(clip)
+    got = [p.data for p in demux(out)[1]]
+    first = [p.data for p in source].index(got[0])
+    assert source[first].keyframe and got == [p.data for p in source[first:first + 30]]
+    assert decoded(out) == 30
+
+
 def test_a_stream_without_packets_is_reencoded_and_says_so(broker, procs, stream_name,
                                                            tmp_path):
     src = procs.framebus("testsrc", stream_name, "--size", "160x120")

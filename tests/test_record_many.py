@@ -51,6 +51,8 @@ def test_several_streams_need_stream_in_the_output_and_packets(broker, procs, st
     assert rec.wait(30) == 1 and "{stream}" in rec.stderr.read()
     rec = procs.framebus("record", "cam*", "{stream}.mp4", "--mode", "reencode")
     assert rec.wait(30) == 1 and "from packets only" in rec.stderr.read()
+    rec = procs.framebus("record", "cam*", "{stream}.mp4", "--frames", "3")
+    assert rec.wait(30) == 1 and "--frames counts one stream" in rec.stderr.read()
     rec = procs.framebus("record", "cam/*", "{stream}.mp4")
     assert rec.wait(30) == 1 and "name" in rec.stderr.read().lower()
 

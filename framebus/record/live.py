@@ -45,8 +45,9 @@ def has_packets(name: str, broker: str | None, timeout: float = 2.0) -> bool:
 
 
 def record_packets(sub: PacketSubscriber, remuxer: Remuxer, stop: Callable[[], str | None],
-                   duration: float | None = None) -> str:
-    """Copy packets until *stop* gives a reason or *duration* seconds have been recorded."""
+                   duration: float | None = None, frames: int | None = None) -> str:
+    """Copy packets until *stop* gives a reason, *duration* seconds have been recorded or
+    *frames* pictures written."""
     end = None
     lost = 0
     while True:
@@ -66,5 +67,9 @@ def record_packets(sub: PacketSubscriber, remuxer: Remuxer, stop: Callable[[], s
             log.warning("%s: packet %d overwritten before it was copied", sub.name, packet.seq)
             continue
         remuxer.add(data, packet, packet.codec, wall=packet.timestamp_ns / 1e9)
+        if frames is not None and remuxer.packets >= frames:
+            # The packet that showed the last picture whole begins one more: not written.
+            remuxer.drop_held()
+            return f"{frames} frames recorded"
         if remuxer.files and end is None and duration is not None:
             end = time.monotonic() + duration

@@ -214,6 +214,11 @@ class Remuxer:
             self._current.close()
             self._current = None
 
+    def drop_held(self) -> None:
+        """Forget the picture still held, unwritten: it is beyond what was asked for, and
+        its other parts may never come."""
+        self._assembler.drop()
+
     def close(self) -> None:
         """Write the picture still held, and finish the file."""
         whole = self._assembler.flush()
