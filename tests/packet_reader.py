@@ -5,6 +5,7 @@ ring token, seq, key-frame flag, skipped count and a digest of its bytes."""
 import argparse
 import hashlib
 import json
+import select
 import sys
 import time
 
@@ -22,14 +23,17 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0, help="sleep after each: a slow reader")
     ap.add_argument("--stall", type=float, default=0.0, help="sleep after the first packet")
     ap.add_argument("--ready", action="store_true", help="print 'ready' after the first")
+    ap.add_argument("--fileno", action="store_true",
+                    help="wait on fileno() with select, and say whether it stayed the same")
     args = ap.parse_args()
     got: list[list] = []
     end = time.monotonic() + (args.seconds or args.timeout)
     with PacketSubscriber(args.name, preroll=args.preroll) as sub:
+        fd = sub.fileno()
         codec = sub.codec
         while (args.seconds or len(got) < args.packets) and time.monotonic() < end:
             try:
-                p = sub.recv(timeout=0.5)
+                p = wait_on_fileno(sub, fd) if args.fileno else sub.recv(timeout=0.5)
             except Timeout:
                 continue
             got.append([p.token.hex(), p.seq, p.keyframe, p.skipped, p.pts,
@@ -43,10 +47,22 @@ def main() -> None:
                 time.sleep(args.delay)
         remote = getattr(sub, "_remote", None)
         print(json.dumps({"packets": got, "dropped": sub.dropped, "received": sub.received,
+                          "fileno_kept": sub.fileno() == fd,
                           "rejected": sub.rejected, "remote": remote is not None,
                           "codec": None if codec is None else [codec.name, codec.width,
                                                                codec.extradata.hex()]}))
     sys.stdout.flush()
+
+
+def wait_on_fileno(sub: PacketSubscriber, fd: int):
+    """The next packet, waiting on *fd* as an event loop would (a poll every 0.1 s at most,
+    as fileno() may signal only a change)."""
+    deadline = time.monotonic() + 0.5
+    while (packet := sub.try_recv()) is None:
+        if time.monotonic() > deadline:
+            raise Timeout("none within 0.5 s")
+        select.select([fd], [], [], 0.1)
+    return packet
 
 
 if __name__ == "__main__":

@@ -141,6 +141,28 @@ def test_a_remote_reader_carries_on_without_a_gap_across_a_relay_restart(procs, 
     assert all(p[5] == digest(payload(p[1])) for p in r["packets"])
 
 
+def test_a_remote_reader_follows_its_relay_to_a_new_address_without_a_gap(procs, relay,
+                                                                          stream_name):
+    """The relay SIGKILLed and started on another port: the reader, finding its relay
+    quiet, asks the broker where it went, and carries on there without losing a packet;
+    its fileno() stays the one it gave at the start, and tells of packets from the new one."""
+    with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 22) as pub:
+        reader = remote_reader(procs, stream_name, "--packets", "300", "--ready",
+                               "--preroll", "60", "--fileno")
+        publish(pub, range(0, 50), pause=0.01)
+        assert reader.stdout.readline().strip() == "ready"
+        first_relay = next(p for p in procs.procs if "relay" in p.args)
+        procs.stop(first_relay, signal.SIGKILL)
+        publish(pub, range(50, 100), pause=0.01)  # while no relay runs
+        start_relay(procs, f"tcp://127.0.0.1:{free_port()}")
+        publish(pub, range(100, 300), pause=0.01)
+        r = result_of(reader)
+    seqs = [p[1] for p in r["packets"]]
+    assert seqs == list(range(seqs[0], seqs[0] + 300)) and r["dropped"] == 0
+    assert all(p[5] == digest(payload(p[1])) for p in r["packets"])
+    assert r["fileno_kept"], r
+
+
 def test_a_remote_subscriber_decodes_packets_itself_behind_the_frame_api(
         procs, relay, stream_name, tmp_path, monkeypatch):
     clip = encode(tmp_path / "clip.mp4", 75, 320, 240)

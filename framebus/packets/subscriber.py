@@ -33,6 +33,7 @@ from ..errors import (
     Timeout,
 )
 from ..names import topic, validate_stream_name
+from ..paths.watch import PathWatch
 from ..protocol.packet import PacketDescriptor
 from . import where
 from .layout import CodecInfo
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 #: comes (seconds): a missed wake-up costs at most this much latency.
 POLL = 0.05
 LOOKUP_EVERY = 0.5
+#: A remote reader that heard nothing from its relay this long asks the broker, every
+#: LOOKUP_EVERY, whether the relay moved (restarted on another address, say).
+MOVED_AFTER = 2.0
 
 
 class PacketSubscriber:
@@ -78,6 +82,9 @@ class PacketSubscriber:
         self._socket.linger = 0
         self._socket.rcvhwm = 1000
         self._socket.setsockopt(zmq.SUBSCRIBE, self._topic)
+        #: fileno(): the same descriptor whether it reads here or through a relay.
+        self._watch = PathWatch()
+        self._watch.watch(self._socket)
         # An event loop's reader passes a short lookup_timeout: a lookup runs in try_recv(),
         # and a broker that is away would stall the whole loop for as long each time.
         self._client = BrokerClient(broker, context=self._context, timeout=lookup_timeout)
@@ -125,16 +132,20 @@ class PacketSubscriber:
             self._drain()
         if self._ring is None and self._remote is None and not self._find():
             return None
-        return self._take() if self._remote is None else self._remote.take(self)
+        if self._remote is None:
+            return self._take()
+        self._follow_relay(self._remote)
+        return self._remote.take(self)
 
     def __iter__(self) -> Iterator[Packet]:
         while not self._closed:
             yield self.recv()
 
     def fileno(self) -> int:
-        if self._remote is not None:
-            return self._remote.fileno()
-        return int(self._socket.getsockopt(zmq.FD))
+        """Readable when a packet may have come; the same descriptor for the subscriber's
+        life. Like ZeroMQ's, it may signal only a change: read until try_recv() gives None
+        before waiting on it again."""
+        return self._watch.fileno()
 
     # -- reading the ring ------------------------------------------------------------------
 
@@ -267,7 +278,23 @@ class PacketSubscriber:
 
         self._remote = RemotePackets(self._context, self.name, relay, preroll=self.preroll,
                                      latest=self.mode == "latest")
+        self._watch.watch(self._remote)
         return True
+
+    def _follow_relay(self, remote: RemotePackets) -> None:
+        """A remote reader whose relay went quiet asks the broker whether it moved."""
+        now = time.monotonic()
+        if now - remote.last_message < MOVED_AFTER or now < self._next_lookup:
+            return
+        self._next_lookup = now + self.lookup_every
+        try:
+            relay = self._client.lookup(self.name, kind="packets").relay
+        except FramebusError:
+            return  # away, or the stream is gone: the relay, or the broker, comes back
+        if relay is not None and relay != remote.endpoint:
+            self._watch.unwatch()  # before the old socket closes: its number may be reused
+            remote.move_to(relay)
+            self._watch.watch(remote)
 
     def _map(self, token: bytes | None) -> bool:
         """Map the stream's ring if it is new (and carries *token*, if given)."""
@@ -306,6 +333,7 @@ class PacketSubscriber:
         if self._closed:
             return
         self._closed = True
+        self._watch.close()
         self._socket.close(linger=0)
         if self._remote is not None:
             self._remote.close()

@@ -1,11 +1,15 @@
-"""The descriptor behind Subscriber.fileno(): one epoll that watches whichever path the
-subscriber is on, so the caller's descriptor stays the same while paths come and go."""
+"""The descriptor behind Subscriber.fileno() and PacketSubscriber.fileno(): one epoll that
+watches whichever path the subscriber is on, so the caller's descriptor stays the same
+while paths come and go."""
 
 from __future__ import annotations
 
 import select
+from typing import Protocol
 
-from .base import Path
+
+class HasFileno(Protocol):
+    def fileno(self) -> int | None: ...
 
 
 class PathWatch:
@@ -18,7 +22,7 @@ class PathWatch:
     def fileno(self) -> int:
         return self._epoll.fileno()
 
-    def watch(self, path: Path | None) -> None:
+    def watch(self, path: HasFileno | None) -> None:
         """Watch *path*'s descriptor (none for None), registered afresh each time: a path
         may have changed its socket (a new relay) even where the number is the same."""
         self.unwatch()

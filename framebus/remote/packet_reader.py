@@ -79,6 +79,7 @@ class RemotePackets:
         self.codec: CodecInfo | None = None
         self.bytes = 0  # payload bytes received
         self._asked = 0.0
+        self.last_message = time.monotonic()  # when the relay last said anything
         self._quiet_until = 0.0
         self._refused = False
         self._refusals = Backoff(REFUSED_FIRST, REFUSED_CAP, stable_after=math.inf)
@@ -123,6 +124,18 @@ class RemotePackets:
     def fileno(self) -> int:
         return int(self._relay.socket.getsockopt(zmq.FD))
 
+    def move_to(self, endpoint: str) -> None:
+        """The stream's host has a relay elsewhere now: read on from there, from the packet
+        after the last one taken in (the new relay's feed holds what its ring still has)."""
+        relay = RelayConnection(self._context, endpoint)
+        self._relay.close()
+        self._relay, self.endpoint = relay, endpoint
+        self._batches = 0  # counted per connection
+        self._refusals.reset()
+        self._quiet_until = 0.0
+        log.info("%s: packets through the relay at %s, which moved there", self.name, endpoint)
+        self._ask()
+
     def _ask(self) -> None:
         want = wire.PacketsWant(stream=self.name, token=self._token, after=self._after,
                                 batches=self._batches, preroll=self._preroll)
@@ -139,7 +152,7 @@ class RemotePackets:
         if not socket.poll(0, zmq.POLLIN):
             return False
         parts = socket.recv_multipart(copy=False)
-        self._asked = time.monotonic()  # the relay is there: no need to ask before a second
+        self._asked = self.last_message = time.monotonic()  # no need to ask before a second
         try:
             self._accept(parts, counts)
         except ProtocolError as exc:
