@@ -28,7 +28,9 @@ until each consumer has a frame, then runs two phases, one after the other:
             the local subscriber's rate are judged here: flat out, on two cores, every extra
             process takes CPU from every other, and a ratio would measure that, not the bus.
   flat out  as fast as the producer can: the most each path delivers (its capacity), and the
-            producer's own rate with and without remote readers.
+            producer's own rate with and without remote readers. ``--flat-fps N`` caps every
+            system's producer at N fps instead: what each path carries from a fast producer
+            that does not also spin a core (framebus's copies every frame into its ring).
 
 Consumers are "1" (one fast consumer) or "4" (three fast ones and one slow one that sleeps
 0.5 s after each frame, so it reads at 2 fps). Latency runs from the producer's clock
@@ -40,7 +42,7 @@ From the repository root:
 
     .venv/bin/python -m bench.remote [--seconds 4] [--sizes 640x480,1920x1080]
         [--systems framebus-raw,framebus-jpeg,imagezmq,zenoh,netgear,local] [--markdown]
-        [--packets/--no-packets] [--quick]
+        [--packets/--no-packets] [--flat-fps N] [--quick]
 
 ``--quick`` (about 2 minutes): 2 s phases at 1920x1080 only, every system; the full form
 (about 6 minutes) both sizes, 4 s phases.

@@ -33,7 +33,7 @@ from bench.remote.run import Environment, run_cell
 
 
 def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
-         systems: list[str]) -> list[Cell]:
+         systems: list[str], flat_fps: float = 0.0) -> list[Cell]:
     cells = []
     for w, h in sizes:
         for system in systems:
@@ -42,7 +42,7 @@ def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
                 ports = tuple(free_port() for _ in consumers) if system == "netgear" else ()
                 cells.append(Cell("framebus-raw" if system == "local" else system, w, h,
                                   consumers, seconds, env.stream_name(system), env.address,
-                                  ports))
+                                  ports, flat_fps))
     return cells
 
 
@@ -59,11 +59,15 @@ def plan(env: Environment, seconds: float, sizes: list[tuple[int, int]],
 @click.option("--packets/--no-packets", default=True, show_default=True,
               help="Also the packet path: a 1080p25 H.264 decoder read as raw pixels, then "
                    "as packets the reader decodes.")
+@click.option("--flat-fps", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Cap the flat-out phase's producer at this rate, for every system alike "
+                   "(0: as fast as it can): what each path carries from a producer that is "
+                   "fast but does not also spin a core.")
 @click.option("--quick", is_flag=True,
               help="2 s phases at 1920x1080 only (unless --seconds or --sizes say otherwise).")
 @click.pass_context
 def main(ctx: click.Context, seconds: float, sizes: list[tuple[int, int]], systems: list[str],
-         markdown: bool, packets: bool, quick: bool) -> None:
+         markdown: bool, packets: bool, flat_fps: float, quick: bool) -> None:
     """Frames to consumers over loopback TCP: framebus's relay (raw, JPEG, packets), imagezmq,
     Zenoh, NetGear."""
     exit_on_sigterm(143)
@@ -85,7 +89,7 @@ def main(ctx: click.Context, seconds: float, sizes: list[tuple[int, int]], syste
             env.ensure_relay()
         elif "imagezmq" in systems or "netgear" in systems:
             env.start_broker()  # unused by them, but cheap, and keeps one code path
-        rows = run_all(env, plan(env, seconds, sizes, systems), mp)
+        rows = run_all(env, plan(env, seconds, sizes, systems, flat_fps), mp)
         if packets and any(s.startswith("framebus") for s in systems):
             err.print("the packet path: raw pixels, then packets decoded by the reader ...",
                       highlight=False)
@@ -96,10 +100,11 @@ def main(ctx: click.Context, seconds: float, sizes: list[tuple[int, int]], syste
     finally:
         env.close()
     out = Console(width=None if sys.stdout.isatty() else 230)  # a pipe gets full rows too
-    out.print(rich_table(rows, seconds, sizes))
+    out.print(rich_table(rows, seconds, sizes, flat_fps))
     if markdown:
         out.print()
-        out.print(markdown_table(rows, sizes), markup=False, highlight=False, soft_wrap=True)
+        out.print(markdown_table(rows, sizes, flat_fps), markup=False, highlight=False,
+                  soft_wrap=True)
     print_targets(out, *targets(rows))
     if packet_figures:
         print_section(out, "Packets for remote readers (1080p25 H.264, one reader, loopback)",

@@ -69,6 +69,9 @@ class Cell:
     stream: str  # framebus stream name, unique to the run and cell
     broker: str
     ports: tuple[int, ...] = ()  # netgear: the port each consumer binds
+    #: The flat-out phase's rate cap (0: none, as fast as the producer can), the same for
+    #: every system: what a path carries when its producer is not also spinning a core.
+    flat_fps: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int, int]:

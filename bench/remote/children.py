@@ -56,7 +56,7 @@ def producer_process(queue, cell: Cell, go, finish, deadline: float) -> None:
         paced = publish_for(sender, image, seq, cell.seconds, cell.paced_fps)
         time.sleep(PHASE_GAP)
         queue.put(("phase", "producer", ("flat out", time.time_ns())))
-        flat = publish_for(sender, image, paced["end"], cell.seconds, 0.0)
+        flat = publish_for(sender, image, paced["end"], cell.seconds, cell.flat_fps)
         queue.put(("done", "producer", {"paced": paced, "flat": flat}))
         _tail(sender, image, flat["end"], finish, deadline)
     finally:
