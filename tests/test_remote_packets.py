@@ -188,6 +188,30 @@ def test_a_remote_subscriber_decodes_packets_itself_behind_the_frame_api(
     assert all(f.seq > 0 and f.timestamp_ns > 0 for f in frames)
 
 
+def test_a_decoding_subscriber_in_mode_all_holds_pictures_in_order_and_counts_the_rest(
+        procs, relay, stream_name, tmp_path, monkeypatch):
+    """mode="all": a caller that stops for a second finds ALL_HELD pictures there at once, in
+    order (consecutive packets), and the ones let go meanwhile counted, never hidden."""
+    from framebus.paths.decoded import ALL_HELD
+
+    clip = encode(tmp_path / "clip.mp4", 75, 320, 240)
+    procs.framebus("decode", str(clip), "--name", stream_name, "--loop")
+    monkeypatch.setenv("FRAMEBUS_HOST", "elsewhere")
+    with framebus.Subscriber(stream_name, codec="packets", mode="all") as sub:
+        first = sub.recv(timeout=10)
+        time.sleep(1.0)  # 25 pictures decoded meanwhile: the newest ALL_HELD are kept
+        held = [sub.try_recv() for _ in range(ALL_HELD)]  # all there: none waited for
+        assert None not in held, held
+        after = sub.recv(timeout=5)
+        dropped = sub.dropped
+    seqs = [f.seq for f in held]
+    assert seqs == list(range(seqs[0], seqs[0] + ALL_HELD)), seqs
+    assert held[0].skipped == seqs[0] - first.seq - 1 > 0, (first.seq, seqs)
+    assert after.seq > seqs[-1] and dropped >= seqs[0] - first.seq - 1
+    indices = [marker(f.array) for f in held]
+    assert [(b - a) % 75 for a, b in zip(indices, indices[1:])] == [1] * (ALL_HELD - 1)
+
+
 def test_framebus_record_on_another_host_records_the_packets_through_the_relay(
         procs, relay, stream_name, tmp_path):
     """The recorder's own CLI, told it is elsewhere: its file holds the source's own packets."""

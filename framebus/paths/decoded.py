@@ -4,14 +4,18 @@ the stream's compressed packets through the relay of the producer's host, decode
 A 1080p25 H.264 camera costs the link about 4 Mbit/s of packets where its raw pixels cost
 1.2 Gbit/s, and the decode costs this reader's CPU, not the producer's host's. Every packet
 must be decoded (each refers to those before it), so a thread reads and decodes them all as
-they come and keeps the newest picture; the caller gets the newest, as on any path in mode
-"latest". Pictures are converted to the pixel stream's own format and size, so that a frame
-looks the same whichever path brought it. After packets were lost (a reader too slow for the
+they come. In mode "latest" it keeps the newest picture and the caller gets that, as on any
+path; in mode "all" it keeps up to ALL_HELD pictures in order for a caller that falls
+behind, and beyond them lets the oldest go, counted in ``dropped`` (each is a whole frame
+of pixels, 6 MB at 1080p: a queue without a bound would be one of gigabytes). Pictures are
+converted to the pixel stream's own format and size, so that a frame looks the same
+whichever path brought it. After packets were lost (a reader too slow for the
 relay's buffer) the decoder waits for the next key frame rather than show broken pictures.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -25,6 +29,9 @@ from ..support.heap import keep_frames
 from .base import PathContext
 
 log = logging.getLogger("framebus.subscriber")
+
+#: Decoded pictures mode "all" holds for its caller; "latest" holds one.
+ALL_HELD = 8
 
 
 class _Figures:
@@ -48,7 +55,8 @@ class DecodedPath:
         keep_frames(info.shape, info.dtype)  # each decoded frame reuses the last one's memory
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ready = threading.Condition()
-        self._newest: Frame | None = None
+        held = ALL_HELD if ctx.request.mode == "all" else 1
+        self._held: collections.deque[Frame] = collections.deque(maxlen=held)
         self._failure: BaseException | None = None
         self.figures = _Figures()
         self.bytes = 0  # packet bytes received
@@ -73,19 +81,20 @@ class DecodedPath:
     def receive(self, wait: float) -> Frame | None:
         deadline = time.monotonic() + wait
         with self._ready:
-            while self._newest is None and self._failure is None:
+            while not self._held and self._failure is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._ready.wait(left)
-            frame, self._newest = self._newest, None
+            frame = self._held.popleft() if self._held else None
             failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
-        try:
-            os.eventfd_read(self._fd)
-        except BlockingIOError:
-            pass
+        if frame is None or not self.pending():
+            try:
+                os.eventfd_read(self._fd)
+            except BlockingIOError:
+                pass
         if frame is None:
             return None
         counts = self._ctx.counts
@@ -97,7 +106,7 @@ class DecodedPath:
         return self._fd
 
     def pending(self) -> bool:
-        return self._newest is not None or self._failure is not None
+        return bool(self._held) or self._failure is not None
 
     def abandon(self) -> None:
         pass  # nothing is outstanding: the thread keeps decoding what comes
@@ -134,8 +143,8 @@ class DecodedPath:
             packets.close()
 
     def _keep(self, frame: Frame) -> None:
-        with self._ready:  # one the caller did not take is a gap receive() counts by seq
-            self._newest = frame
+        with self._ready:  # one let go untaken is a gap receive() counts by seq
+            self._held.append(frame)
             self.decoded += 1
             self._ready.notify_all()
         os.eventfd_write(self._fd, 1)
