@@ -15,6 +15,8 @@
     bind = ["tcp://127.0.0.1:5556", "tcp://10.0.0.5:5556"]
     advertise = "tcp://10.0.0.5:5556"
     curve_keys = "/etc/framebus/keys"
+    # packet_buffer = 4096               # per packet stream, for remote recorders (default
+    # packet_buffer_mib = 128            # 1024 packets, 32 MiB: about 40 s of 1080p25)
 
     [web]                              # optional: the console (`framebus web`)
     bind = "127.0.0.1:8080"
@@ -57,6 +59,7 @@ from . import config
 from .errors import InvalidName, SiteError, SpecError
 from .keys import KeyFileError, ServerKeys, is_local
 from .names import validate_stream_name
+from .remote.packet_limits import MOST_MIB, MOST_PACKETS
 from .spec import DecodeSpec
 
 #: The relay's own default endpoint (framebus/remote/relay.py DEFAULT_BIND), when [relay]
@@ -99,6 +102,9 @@ class RelaySpec:
     bind: tuple[str, ...] = (RELAY_DEFAULT_BIND,)
     advertise: str | None = None
     curve_keys: str | None = None
+    #: `framebus relay --packet-buffer/--packet-buffer-mib`; None: its defaults.
+    packet_buffer: int | None = None
+    packet_buffer_mib: int | None = None
 
     def relay_args(self, broker: str) -> list[str]:
         """The command line of `framebus relay`, registering with the broker at *broker*."""
@@ -109,6 +115,10 @@ class RelaySpec:
             args += ["--advertise", self.advertise]
         if self.curve_keys:
             args += ["--curve-keys", self.curve_keys]
+        if self.packet_buffer is not None:
+            args += ["--packet-buffer", str(self.packet_buffer)]
+        if self.packet_buffer_mib is not None:
+            args += ["--packet-buffer-mib", str(self.packet_buffer_mib)]
         return [*args, "--broker", broker]
 
 
@@ -209,15 +219,18 @@ def _broker(value: object, where: str, base: Path) -> BrokerSpec:
                       _cap(value, "max_relays", context))
 
 
-def _cap(table: dict, key: str, context: str) -> int | None:
+def _cap(table: dict, key: str, context: str, most: int | None = None) -> int | None:
     value = table.get(key)
-    if value is not None and not (type(value) is int and value >= 1):
-        raise SiteError(f"{context}: {key} = {value!r} is not valid; expected an integer >= 1")
+    if value is not None and not (type(value) is int and 1 <= value <= (most or value)):
+        within = f"from 1 to {most}" if most else ">= 1"
+        raise SiteError(f"{context}: {key} = {value!r} is not valid; expected an integer "
+                        f"{within}")
     return value
 
 
 def _relay(table: dict, context: str, base: Path) -> RelaySpec:
-    _known(table, ("bind", "advertise", "curve_keys"), context)
+    _known(table, ("bind", "advertise", "curve_keys", "packet_buffer", "packet_buffer_mib"),
+           context)
     bind = _endpoints(table, "bind", context) or RelaySpec.bind
     advertise = table.get("advertise")
     if advertise is not None and not (isinstance(advertise, str) and _is_tcp(advertise)
@@ -232,7 +245,8 @@ def _relay(table: dict, context: str, base: Path) -> RelaySpec:
     if remote and _wildcard(remote[-1]) and advertise is None:
         raise SiteError(f"{context}: bound to {remote[-1]}, the relay cannot tell other hosts "
                         "its address: set advertise = \"tcp://ADDRESS:PORT\"")
-    return RelaySpec(bind, advertise, keys)
+    return RelaySpec(bind, advertise, keys, _cap(table, "packet_buffer", context, MOST_PACKETS),
+                     _cap(table, "packet_buffer_mib", context, MOST_MIB))
 
 
 def _web(table: dict, context: str, base: Path) -> WebSpec:

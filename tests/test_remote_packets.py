@@ -32,8 +32,8 @@ def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:16]
 
 
-def start_relay(procs, endpoint):
-    proc = procs.framebus("relay", "--bind", endpoint)
+def start_relay(procs, endpoint, *args):
+    proc = procs.framebus("relay", "--bind", endpoint, *args)
 
     def registered():
         with framebus.BrokerClient() as client:
@@ -119,6 +119,25 @@ def test_a_remote_reader_follows_a_restarted_producer(procs, relay, stream_name)
     assert [p[1] for p in by_ring[1]] == list(range(by_ring[1][0][1], 100))
     assert [p[1] for p in by_ring[0]] == list(range(by_ring[0][0][1], 100))
     assert all(p[5] == digest(payload(p[1])) for p in got)
+
+
+def test_the_relays_packet_buffer_is_as_large_as_it_is_told(procs, broker, stream_name):
+    """`framebus relay --packet-buffer 64`: a reader that stalls while 400 packets go by
+    gets the 64 newest after its stall, told of the exact gap before them."""
+    start_relay(procs, f"tcp://127.0.0.1:{free_port()}", "--packet-buffer", "64")
+    with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 22) as pub:
+        publish(pub, range(25))
+        reader = remote_reader(procs, stream_name, "--seconds", "5", "--preroll", "60",
+                               "--stall", "2.5")
+        time.sleep(1.0)
+        publish(pub, range(25, 425), pause=0.002)
+        r = result_of(reader, timeout=30)
+    seqs = [p[1] for p in r["packets"]]
+    assert seqs[0] == 0 and seqs[-1] == 424 and seqs == sorted(set(seqs)), seqs
+    after_stall = [s for s in seqs if s > 60]
+    assert len(after_stall) <= 64 + 4, after_stall  # the buffer, and a batch in flight
+    gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:]) if b > a + 1]
+    assert sum(gaps) == r["dropped"] > 300, (gaps, r["dropped"])
 
 
 def test_a_remote_reader_carries_on_without_a_gap_across_a_relay_restart(procs, relay,

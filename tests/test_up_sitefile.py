@@ -55,7 +55,13 @@ BAD_SERVICES = {
     "broker-not-a-string": ("broker = 5999", "broker must be an address"),
     "relay-not-a-table": ('relay = "tcp://127.0.0.1:5998"', "[relay] must be a table"),
     "relay-unknown-key": ("[relay]\nport = 5998",
-                          "[relay]: unknown key(s) ['port']; known: bind, advertise, curve_keys"),
+                          ("[relay]: unknown key(s) ['port']; known: bind, advertise, curve_keys, "
+                           "packet_buffer, packet_buffer_mib")),
+    "relay-packet-buffer-zero": ("[relay]\npacket_buffer = 0",
+                                 ("[relay]: packet_buffer = 0 is not valid; expected an integer "
+                                  "from 1 to 1048576")),
+    "relay-packet-buffer-too-big": ("[relay]\npacket_buffer_mib = 1e9",
+                                    "[relay]: packet_buffer_mib = 1000000000.0 is not valid"),
     "relay-bind-empty": ("[relay]\nbind = []",
                          "[relay]: bind = [] is not valid; expected a non-empty list"),
     "relay-bind-no-port": ('[relay]\nbind = ["tcp://127.0.0.1"]',

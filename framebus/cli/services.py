@@ -12,6 +12,7 @@ from .. import config
 from ..errors import FramebusError
 from ..options import broker_option
 from ..protocol.broker import MAX_RELAYS, MAX_STREAMS
+from ..remote.packet_limits import MAX_BYTES, MAX_PACKETS, MOST_MIB, MOST_PACKETS
 from .common import fail
 
 curve_keys_option = click.option(
@@ -48,14 +49,23 @@ def broker(binds: tuple[str, ...], curve_keys: str | None, max_streams: int | No
               show_default=True, help="Where to serve remote subscribers; repeat for several.")
 @click.option("--advertise", default=None,
               help="The address other hosts reach this relay at (needed when bound to 0.0.0.0).")
+@click.option("--packet-buffer", type=click.IntRange(1, MOST_PACKETS),
+              default=MAX_PACKETS, show_default=True,
+              help="Most packets kept per packet stream for remote readers (recorders): how "
+                   "far one may fall behind, or be away, and lose nothing.")
+@click.option("--packet-buffer-mib", type=click.IntRange(1, MOST_MIB), default=MAX_BYTES >> 20,
+              show_default=True, help="Most MiB kept per packet stream (64 streams at most).")
 @curve_keys_option
 @broker_option
-def relay(binds: tuple[str, ...], advertise: str | None, curve_keys: str | None,
-          broker: str) -> None:
+def relay(binds: tuple[str, ...], advertise: str | None, packet_buffer: int,
+          packet_buffer_mib: int, curve_keys: str | None, broker: str) -> None:
     """Serve this host's streams to subscribers on other hosts."""
+    from ..remote.packet_limits import BufferLimits
     from ..remote.relay import Relay
 
-    _serve(lambda: Relay(list(binds), broker=broker, keys_dir=curve_keys, advertise=advertise))
+    limits = BufferLimits(packet_buffer, packet_buffer_mib << 20)
+    _serve(lambda: Relay(list(binds), broker=broker, keys_dir=curve_keys, advertise=advertise,
+                         packet_buffer=limits))
 
 
 def _serve(make_service: Callable[[], Any]) -> None:

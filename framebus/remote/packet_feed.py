@@ -23,12 +23,10 @@ from ..packets.packet import Packet
 from ..packets.ring import Entry
 from ..packets.subscriber import PacketSubscriber
 from .feed import NOTIFY
+from .packet_limits import DEFAULT_LIMITS, BufferLimits
 
 log = logging.getLogger("framebus.remote.relay")
 
-#: What the buffer holds at most: about 40 s of a 1080p25 camera, or 32 MiB.
-MAX_PACKETS = 1024
-MAX_BYTES = 32 << 20
 #: The feed reads history from the ring's oldest key frame at most this old (seconds).
 HISTORY = 3600.0
 #: The suffix of a feed's notices on the relay's inproc socket ('/' is in no stream name).
@@ -52,11 +50,11 @@ class PacketBuffer:
     """The recent packets of one stream, by index; thread-safe (the feed appends, the
     relay's loop reads)."""
 
-    def __init__(self, max_packets: int = MAX_PACKETS, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, limits: BufferLimits = DEFAULT_LIMITS) -> None:
         self._packets: collections.deque[Buffered] = collections.deque()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._max_packets, self._max_bytes = max_packets, max_bytes
+        self._max_packets, self._max_bytes = limits.packets, limits.bytes
         self.next_index = 0  # the index the next packet gets
 
     def append(self, token: bytes, generation: int, codec: CodecInfo, entry: Entry,
@@ -105,11 +103,12 @@ class PacketBuffer:
 class PacketFeed(threading.Thread):
     """Reads one packet stream into its buffer, and tells the relay's loop of new packets."""
 
-    def __init__(self, name: str, broker: str, context: zmq.Context) -> None:
+    def __init__(self, name: str, broker: str, context: zmq.Context,
+                 limits: BufferLimits = DEFAULT_LIMITS) -> None:
         super().__init__(name=f"framebus-relay-packets-{name}", daemon=True)
         self.stream = name
         self.broker = broker
-        self.buffer = PacketBuffer()
+        self.buffer = PacketBuffer(limits)
         #: Set once the feed has read what the ring held when it started: a reader's start
         #: (its preroll, its resumption) is decided only then.
         self.ready = threading.Event()

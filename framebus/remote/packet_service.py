@@ -23,6 +23,7 @@ from ..protocol import relay as wire
 from ..protocol.relay_packets import MAX_ENTRIES, PacketBatch, WireCodec, WireEntry
 from .feeds import FeedPool
 from .packet_feed import Buffered, PacketFeed
+from .packet_limits import DEFAULT_LIMITS, BufferLimits
 
 log = logging.getLogger("framebus.remote.relay")
 
@@ -51,9 +52,10 @@ class Reader:
 class PacketService:
     """Serves packet streams to remote readers, from the relay's loop."""
 
-    def __init__(self, broker: str, context: zmq.Context) -> None:
+    def __init__(self, broker: str, context: zmq.Context,
+                 limits: BufferLimits = DEFAULT_LIMITS) -> None:
         self._broker, self._context = broker, context
-        self._feeds = FeedPool(lambda stream: PacketFeed(stream, broker, context),
+        self._feeds = FeedPool(lambda stream: PacketFeed(stream, broker, context, limits),
                                most=MAX_FEEDS, idle=FEED_IDLE)
         self._readers: dict[tuple[int, bytes], Reader] = {}
         self.sent = 0  # packets sent

@@ -31,6 +31,7 @@ from . import packet_feed
 from .client import Client
 from .feed import NOTIFY, Feed
 from .feeds import FeedPool
+from .packet_limits import DEFAULT_LIMITS, BufferLimits
 from .packet_service import PacketService
 from .registration import Registration
 from .sending import SlotSends, check_message
@@ -62,7 +63,8 @@ class Relay:
 
     def __init__(self, binds: list[str] | None = None, *, broker: str | None = None,
                  keys_dir: str | None = None, advertise: str | None = None,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None,
+                 packet_buffer: BufferLimits = DEFAULT_LIMITS) -> None:
         self.binds = binds or [DEFAULT_BIND]
         self.broker = config.broker_address(broker)
         #: pyzmq's own rule: a context given is the caller's to end, one made here is ours.
@@ -75,7 +77,7 @@ class Relay:
         self._subscribers: dict[tuple[int, bytes], Client] = {}
         self.sent = self.rejected = self.torn = 0
         self._slot_sends = SlotSends()
-        self._packets = PacketService(self.broker, self._context)
+        self._packets = PacketService(self.broker, self._context, packet_buffer)
         self._refusals = Throttle(log, REFUSALS_LOGGED)
         try:
             self._sockets, self._keys = bind_servers(self._context, self.binds, keys_dir,
