@@ -15,6 +15,7 @@ from bench.common import STOP_TIMEOUT, loop_rate
 from bench.remote.cell import JPEG_QUALITY, STARTUP_TIMEOUT, paced_rate
 from bench.remote.run import start_child
 from framebus.paths.tcp import decode_jpeg
+from framebus.remote.feed import encode_jpeg as relay_jpeg
 from framebus.support.children import stop_all
 from framebus.testsrc import TestPattern
 
@@ -71,12 +72,14 @@ def path_costs(width: int, height: int, seconds: float, mp) -> dict[str, float]:
     shape = (height, width, 3)
     image = TestPattern(shape).frame(0)
     reused = np.empty_like(image)
-    _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    jpeg = np.frombuffer(relay_jpeg(image, "bgr24", JPEG_QUALITY), np.uint8)
     payload = memoryview(jpeg.tobytes())  # as a remote subscriber holds it
     costs = {
         "copy out, new array (relay)": _per_frame_ms(lambda: image.copy(), seconds),
         "copy out, reused buffer": _per_frame_ms(lambda: np.copyto(reused, image), seconds),
         "JPEG encode q90 (relay)": _per_frame_ms(
+            lambda: relay_jpeg(image, "bgr24", JPEG_QUALITY), seconds),
+        "JPEG encode q90, OpenCV": _per_frame_ms(
             lambda: cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]),
             seconds),
         "JPEG decode (subscriber)": _per_frame_ms(lambda: decode_jpeg(payload), seconds),

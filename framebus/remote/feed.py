@@ -59,22 +59,26 @@ class Newest:
         copy of the slot (into *scratch* if given). FrameOverwritten if it was lapped."""
         if setting not in self.payloads:
             pixels = self.frame.copy(scratch)
-            self.payloads[setting] = _jpeg(pixels, self.descriptor.fmt, setting[1])
+            self.payloads[setting] = encode_jpeg(pixels, self.descriptor.fmt, setting[1])
         return self.payloads[setting]
 
 
-def _jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
-    import cv2  # here, not at the top: `import framebus` loads no OpenCV
+def encode_jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
+    """The frame as a JPEG at *quality*, 4:2:0 as OpenCV makes it: libjpeg-turbo through
+    simplejpeg gives the same size and PSNR in 10-40% less time at 1080p (9.8 against
+    11.0-17 ms here), and the relay encodes every frame a JPEG subscriber takes."""
+    import simplejpeg  # here, not at the top: `import framebus` loads no JPEG codec
 
-    image = pixels if fmt == "gray" else pixfmt.to_bgr(pixels, fmt)
+    gray = fmt == "gray"
+    image = pixels[..., np.newaxis] if gray and pixels.ndim == 2 else \
+        pixels if gray else pixfmt.to_bgr(pixels, fmt)
     try:
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    except cv2.error as exc:  # a ring of any geometry may claim to be gray, say
+        return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality,
+                                      colorspace="GRAY" if gray else "BGR",
+                                      colorsubsampling="420")
+    except ValueError as exc:  # a ring of any geometry may claim to be gray, say
         raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} {pixels.dtype} frame "
-                         f"failed: {exc.err}") from None
-    if not ok:
-        raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} frame failed")
-    return data.tobytes()
+                         f"failed: {exc}") from None
 
 
 class Feed(threading.Thread):
