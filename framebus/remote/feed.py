@@ -69,13 +69,13 @@ def encode_jpeg(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
     11.0-17 ms here), and the relay encodes every frame a JPEG subscriber takes."""
     import simplejpeg  # here, not at the top: `import framebus` loads no JPEG codec
 
-    gray = fmt == "gray"
-    image = pixels[..., np.newaxis] if gray and pixels.ndim == 2 else \
-        pixels if gray else pixfmt.to_bgr(pixels, fmt)
+    if fmt == "gray":  # simplejpeg takes (h, w, 1) for grey
+        image, colorspace = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels, "GRAY"
+    else:
+        image, colorspace = pixfmt.to_bgr(pixels, fmt), "BGR"
     try:
         return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality,
-                                      colorspace="GRAY" if gray else "BGR",
-                                      colorsubsampling="420")
+                                      colorspace=colorspace, colorsubsampling="420")
     except ValueError as exc:  # a ring of any geometry may claim to be gray, say
         raise ValueError(f"JPEG encoding of a {fmt} {pixels.shape} {pixels.dtype} frame "
                          f"failed: {exc}") from None
