@@ -30,8 +30,28 @@ def keygen(name: str, directory: Path) -> None:
                    capture_output=True)
 
 
+@pytest.fixture(scope="module")
+def made_keys(tmp_path_factory) -> Path:
+    """The key pairs, made once for the module by `framebus keygen` (a process each, most
+    of a test's setup when made for every test)."""
+    root = tmp_path_factory.mktemp("keys")
+    make_keys(root)
+    return root
+
+
 @pytest.fixture
-def keys(tmp_path):
+def keys(made_keys, tmp_path):
+    """Each test's own copy of the keys: one admits a client at runtime by adding a file."""
+    root = tmp_path / "keys"
+    shutil.copytree(made_keys, root)  # modes too: the secret files stay the owner's alone
+    return {name: root / directory for name, directory in KEY_DIRS.items()}
+
+
+KEY_DIRS = {"broker": "broker-keys", "relay": "relay-keys", "good": "good",
+            "outsider": "outsider", "relayless": "relayless"}
+
+
+def make_keys(tmp_path: Path) -> None:
     """Server keys for the broker (admits good and relay-only) and the relay (admits good)."""
     broker_dir, relay_dir = tmp_path / "broker-keys", tmp_path / "relay-keys"
     keygen("server", broker_dir)
@@ -48,7 +68,6 @@ def keys(tmp_path):
         (server_dir / "authorized").mkdir(mode=0o700)
         for client in admitted:
             shutil.copy(clients[client] / "client.key", server_dir / "authorized" / f"{client}.key")
-    return {"broker": broker_dir, "relay": relay_dir, **clients}
 
 
 class Site:

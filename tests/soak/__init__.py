@@ -6,7 +6,7 @@ From the repository root (root, for the namespaces):
     sudo .venv/bin/python -m tests.soak --seconds 1800 --seed 11 --json soak.json
     .venv/bin/python -m tests.soak --markdown soak.json           # its tables, for the README
 
-tests/test_soak.py runs a short one (90 s, seed 7) in `make test`.
+tests/test_soak.py runs a short one (50 s, seed 7) in `make test`.
 
 A whole site runs in a network namespace of its own (site.py; its processes, agents.py):
 `framebus up` with the broker, the relay and four decoders (test pattern, a looping H.264

@@ -20,7 +20,8 @@ consumer sees belongs to one fault, and each fault is judged against its own pro
     intruder        a process of another Unix user tries to read, replace, fake and forget
                     the witness stream (tests/soak/intruder.py): all refused, nothing lost
 
-The first phase runs every kind once, in a random order, then more at random; after it,
+The first phase runs every kind once, in a random order (to its end, even past the
+deadline), then more at random; after it,
 the broker, the relay, the witness decoder and the witness readers are no longer killed
 (only stopped), so that their memory and descriptors can be judged over a long stretch.
 """
@@ -56,6 +57,7 @@ NEW_READER_WITHIN = 5.0  # a reader started afresh has its first frame within th
 CAMERA_WITHIN = 12.0  # the decoder's reconnect backoff (at most 10 s) plus RESUME_WITHIN
 FUZZ_COUNT = 150  # messages per fuzz fault
 MAX_STOP = 3.0
+FIRST_ROUND_RETRIES = 5  # times a first-round kind is tried again when it had no target
 
 
 @dataclass
@@ -113,21 +115,35 @@ class Chaos:
         }
         self._first_round = list(self._kinds)
         self.rng.shuffle(self._first_round)
+        self._misses: dict[str, int] = {}
 
     @property
     def second_phase(self) -> bool:
         return not self._first_round and time.monotonic() >= self.second_phase_at
 
     def run(self, on_fault: Callable[[Fault], None] = lambda f: None) -> None:
-        while time.monotonic() < self.deadline - 2:
+        # The first round runs to its end even past the deadline: so a short run, too, has
+        # every kind of fault, however long each one took to heal on this machine.
+        while self._first_round or time.monotonic() < self.deadline - 2:
             time.sleep(self.rng.uniform(0.5, 2.0))
+            first_round = bool(self._first_round)
             kind = self._next_kind()
             fault = self._kinds[kind][1]()
-            if fault is None:
-                continue  # nothing to do it to now
+            if fault is None:  # nothing to do it to now
+                if first_round:
+                    self._retry_later(kind)
+                continue
             self._settle(fault)
             self.faults.append(fault)
             on_fault(fault)
+
+    def _retry_later(self, kind: str) -> None:
+        """Put a first-round kind that found nothing to do it to back at the round's end,
+        a few times at most: one that can never run here (the intruder without a second
+        user) must not keep the round from ending."""
+        self._misses[kind] = self._misses.get(kind, 0) + 1
+        if self._misses[kind] <= FIRST_ROUND_RETRIES:
+            self._first_round.insert(0, kind)
 
     def _next_kind(self) -> str:
         if self._first_round:
