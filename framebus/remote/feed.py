@@ -165,6 +165,10 @@ class Feed(threading.Thread):
             except ValueError as exc:
                 self._failed.add(setting)  # said once: every frame of the ring would fail
                 log.error("%s: %s", self.stream, exc)
+        if jpegs:
+            # Fresh from when its JPEGs are ready: counted from before an encode longer than
+            # FRESH (a 1080p one here, beside a producer flat out), no JPEG was ever fresh.
+            newest.copied = time.monotonic()
         self.newest = newest
         return True
 
