@@ -3,10 +3,11 @@
 A frame received over TCP lands in a buffer libzmq mallocs for it (6 MB at 1080p), and is
 freed once the caller drops the frame. glibc serves an allocation that large with a fresh
 mmap, and gives it back with munmap on free: every frame then costs its buffer's page
-faults, each page zeroed by the kernel before libzmq writes over it. Its dynamic threshold
-does not help: it rises to the size of a freed block, and an allocation of exactly that
-size is still mapped afresh. At 1080p that is ~0.8 ms of a core per frame, a quarter of
-what a remote subscriber spends on a frame (measured: docs/remote.md).
+faults, each page zeroed by the kernel before libzmq writes over it. glibc's dynamic
+threshold saves a program that frees each buffer before it allocates the next, but a
+reader holds one frame while the next arrives, and then the heap still maps or trims the
+buffers afresh (tests/test_heap.py: 4,565 faults in 30 frames). At 1080p that is ~0.8 ms of
+a core per frame, a quarter of what a remote subscriber spends on one (docs/remote.md).
 
 ``keep_buffers(nbytes)`` tells glibc (``mallopt``) to serve allocations of up to a few
 frames from its heap and to keep that much free memory instead of trimming it, so the next
