@@ -127,9 +127,9 @@ def test_the_relays_packet_buffer_is_as_large_as_it_is_told(procs, broker, strea
     start_relay(procs, f"tcp://127.0.0.1:{free_port()}", "--packet-buffer", "64")
     with PacketPublisher(stream_name, CODEC, ring_bytes=1 << 22) as pub:
         publish(pub, range(25))
-        reader = remote_reader(procs, stream_name, "--seconds", "5", "--preroll", "60",
-                               "--stall", "2.5")
-        time.sleep(1.0)
+        reader = remote_reader(procs, stream_name, "--seconds", "7", "--preroll", "60",
+                               "--stall", "2.5", "--ready")
+        assert reader.stdout.readline().strip() == "ready"  # its stall begins: 400 go by
         publish(pub, range(25, 425), pause=0.002)
         r = result_of(reader, timeout=30)
     seqs = [p[1] for p in r["packets"]]
